@@ -443,3 +443,24 @@ def test_fit_overlay_markers_identity_and_heldout_stats():
     assert "α = 0.5" in [t.get_text() for t in only.legends[0].get_texts()]
     with pytest.raises(ValueError, match="models"):
         plots.fit_overlay(preds, models=["M9"])
+
+
+def test_theory_boundary_follows_the_facet():
+    """A theory table with the facet column draws each facet's own boundary; one without it, the same on all."""
+    onsets = make_onsets(Ks=(256, 1024))
+    theory = pd.concat([theory_grid(0.75).assign(K=256), theory_grid(1.75).assign(K=1024)])
+    fig = plots.phase_diagram(onsets, theory=theory, companions=False)
+    xs = [float(np.mean(boundary_vertices(ax)[:, 0])) for ax in data_axes(fig, "onset")]
+    assert xs == pytest.approx([2.0, 4.0], abs=0.01)
+    shared = plots.phase_diagram(onsets, theory=theory_grid(1.25), companions=False)
+    xs = [float(np.mean(boundary_vertices(ax)[:, 0])) for ax in data_axes(shared, "onset")]
+    assert xs == pytest.approx([3.0, 3.0], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("steps", "digits", "text"),
+    [(850, 2, "850"), (2140, 2, "2.1k"), (12345, 2, "12k"), (99_999, 2, "100k"), (150_000, 2, "150k"),
+     (999_999, 2, "1M"), (1_250_000, 3, "1.25M"), (20_000, 3, "20k"), (np.inf, 2, "∞")],
+)
+def test_step_labels_are_compact(steps, digits, text):
+    assert plots._fmt_steps(steps, digits) == text

@@ -92,15 +92,14 @@ def _is_bounded(measure: str) -> bool:
 
 
 def _fmt_steps(v: float, digits: int = 2) -> str:
-    """Compact step count: 2140 -> '2.1k', 150000 -> '150k', 1.25e6 -> '1.2M'."""
+    """Compact step count to `digits` significant figures: 2140 -> '2.1k', 150000 -> '150k', 1.25e6 -> '1.2M'."""
     if not np.isfinite(v):
         return "∞"
-    a = abs(v)
-    if a >= 1e6:
-        return f"{v / 1e6:.{digits}g}M"
-    if a >= 1e3:
-        return f"{v / 1e3:.{digits}g}k"
-    return f"{v:.0f}"
+    r = float(f"{v:.{digits}g}")
+    for unit, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(r) >= unit:
+            return f"{r / unit:g}{suffix}"
+    return f"{r:g}"
 
 
 def _fmt_value(v: object) -> str:
@@ -141,6 +140,13 @@ def _new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _legend(fig: Figure, handles: list, max_cols: int = 6) -> None:
+    """A legend under the panels, with as many columns as the figure's width holds (about 3 inches each)."""
+    width = fig.get_figwidth()
+    ncols = max(1, min(len(handles), max_cols, int(width // 3.0)))
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
 
 
 # Output columns of the onsets table (everything else describes the cell and may be a grid axis).
@@ -515,8 +521,7 @@ def phase_diagram(
             cb2.set_label("final accuracy")
             cb2.outline.set_linewidth(0)
         if legend_handles:
-            fig.legend(handles=list(legend_handles.values()), loc="outside lower center",
-                       ncols=min(len(legend_handles), 3))
+            _legend(fig, list(legend_handles.values()), max_cols=3)
     return fig
 
 
@@ -612,7 +617,9 @@ _MEASURE_COLORS = {
 
 
 def _cell_title(row: pd.Series, axes_: Sequence[str]) -> str:
-    return ", ".join(_assign_label(c, row[c]) for c in axes_) or f"cell {int(row['cell'])}"
+    """The cell's coordinates along the axes that vary in the selection (its main ones if none vary)."""
+    cols = list(axes_) or [c for c in ("alpha", "B", "K", "seed") if c in row.index]
+    return ", ".join(_assign_label(c, row[c]) for c in cols) or f"cell {int(row['cell'])}"
 
 
 def learning_curves(
@@ -709,7 +716,7 @@ def _curves_per_cell(m, chosen, measures, axes_, logx, bounded, max_panels) -> F
                for q, nm in enumerate(measures)]
     handles += [Line2D([], [], color="black", linestyle="--", linewidth=1.0, label="detected onset"),
                 Patch(facecolor="0.5", alpha=0.2, label="onset interval")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+    _legend(fig, handles)
     return fig
 
 
@@ -754,7 +761,7 @@ def _curves_by_hue(m, chosen, measures, hue, logx, bounded) -> Figure:
     handles += [Line2D([], [], color="0.3", marker="o", linestyle="-", markersize=4, label="onset and interval"),
                 Line2D([], [], color="0.3", marker=">", linestyle="none", markersize=5,
                        label="no onset by the budget")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6))
+    _legend(fig, handles)
     return fig
 
 
@@ -888,7 +895,12 @@ def fit_overlay(
                 lines.append(f"held-out median |Δ ln t| = {stats['heldout_median_abs_log_err']:.2f}")
                 lines.append(f"held-out censor accuracy = {stats['heldout_censor_accuracy']:.2f}")
             ax.text(0.97, 0.03, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
-                    color="0.2", gid="fit-stats")
+                    color="0.2", gid="fit-stats", zorder=6,
+                    bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="none", alpha=0.8))
+            for axis in (ax.xaxis, ax.yaxis):  # no tick labels inside the "no onset predicted" band
+                axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _fmt_steps(v) if v <= hi else ""))
+                axis.set_minor_formatter(ticker.NullFormatter())
             title = str(model)
             rec = fit_by_model.get(model)
             if rec is not None:
@@ -912,7 +924,7 @@ def fit_overlay(
         if hue is not None:
             handles += [Line2D([], [], marker="s", color=palette[v], linestyle="none", markersize=6,
                                label=_assign_label(hue, v)) for v in levels]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+        _legend(fig, handles, max_cols=4)
     return fig
 
 
