@@ -204,6 +204,24 @@ def test_phase_diagram_seed_median_and_partial_censoring_note():
     assert len(colorbar_axes(fig)) == 1
 
 
+def test_open_ended_intervals_from_the_bootstrap():
+    """zipfind.onset reports onset_hi = inf when bootstrap resamples find no onset; lo = budget, hi = inf when
+    censored. The envelope keeps the open end, the heatmap says so and the curve's span stops at the budget."""
+    onsets = make_onsets(alphas=(0.0, 2.0), Bs=(4,), seeds=(0, 1))
+    onsets.loc[onsets["alpha"] == 0.0, ["onset_step", "onset_lo", "onset_hi"]] = [[4000, 3000, 9000],
+                                                                                  [5000, 4500, np.inf]]
+    onsets.loc[onsets["censored"], ["onset_lo", "onset_hi"]] = [BUDGET, np.inf]
+    tab = plots.phase_table(onsets, x="alpha", y="B")
+    assert tab["onset_lo"].tolist()[0] == 3000 and np.isinf(tab["onset_hi"].tolist()[0])
+    assert np.isnan(tab["onset_lo"].tolist()[1]) and bool(tab["censored"].tolist()[1])
+    (ax,) = data_axes(plots.phase_diagram(onsets, companions=False), "onset")
+    assert [t.get_text() for t in texts(ax, "onset-annotation")] == ["4.5k"]
+    assert [t.get_text() for t in texts(ax, "onset-interval")] == ["3k–∞"]
+    fig = plots.learning_curves(make_metrics(onsets), onsets, where={"alpha": 0.0, "seed": 1})
+    (span,) = [p for ax in fig.axes for p in ax.patches if p.get_gid() == "onset-interval"]
+    assert (span.get_x(), span.get_x() + span.get_width()) == pytest.approx((4500, BUDGET))
+
+
 def test_phase_diagram_facets_over_third_axis():
     onsets = make_onsets(Ks=(256, 1024))
     fig = plots.phase_diagram(onsets)  # K varies: faceted automatically

@@ -264,8 +264,10 @@ def phase_table(
     Columns: the group keys, `n_seeds`, `n_censored`, `median_onset` (censoring-aware median, see
     `_censored_median`; inf when more than half of the seeds are censored), `censored` (bool, that case),
     `onset_lo` / `onset_hi` (the envelope of the per-seed intervals of the uncensored seeds, falling back to
-    their onset steps), `budget` (largest budget in the group), and the medians of `final_ic_acc`,
-    `final_iw_acc` and `final_induction_score` where those columns exist. `facet=None` groups by x and y only.
+    their onset steps where a seed has no interval; `onset_hi` is inf when some bootstrap interval is open
+    above, as `zipfind.onset` reports when resamples find no onset within the budget), `budget` (largest budget
+    in the group), and the medians of `final_ic_acc`, `final_iw_acc` and `final_induction_score` where those
+    columns exist. `facet=None` groups by x and y only.
     """
     facets = _as_list(facet)
     keys = [*facets, y, x]
@@ -276,8 +278,8 @@ def phase_table(
         step = g["onset_step"].to_numpy(float)
         lo = g["onset_lo"].to_numpy(float) if "onset_lo" in g else np.full(len(g), np.nan)
         hi = g["onset_hi"].to_numpy(float) if "onset_hi" in g else np.full(len(g), np.nan)
-        lo = np.where(np.isfinite(lo), lo, step)[~cens]
-        hi = np.where(np.isfinite(hi), hi, step)[~cens]
+        lo = np.where(np.isnan(lo), step, lo)[~cens]  # no interval (no per-item data): the onset itself
+        hi = np.where(np.isnan(hi), step, hi)[~cens]  # inf (open above) is kept
         med = _censored_median(step, cens)
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row.update(
@@ -285,8 +287,8 @@ def phase_table(
             n_censored=int(cens.sum()),
             median_onset=med,
             censored=bool(np.isinf(med)),
-            onset_lo=float(np.nanmin(lo)) if np.isfinite(lo).any() else np.nan,
-            onset_hi=float(np.nanmax(hi)) if np.isfinite(hi).any() else np.nan,
+            onset_lo=float(np.nanmin(lo)) if lo.size and not np.isnan(lo).all() else np.nan,
+            onset_hi=float(np.nanmax(hi)) if hi.size and not np.isnan(hi).all() else np.nan,
             budget=float(g["budget"].max()),
         )
         for col in ("final_ic_acc", "final_iw_acc", "final_induction_score"):
@@ -546,7 +548,7 @@ def _annotate_onsets(ax, sub, x, y, xcats, ycats, cmap, norm, legend_handles) ->
         if not np.isfinite(row.median_onset):
             continue
         lines = [_fmt_steps(row.median_onset)]
-        if np.isfinite(row.onset_lo) and np.isfinite(row.onset_hi) and row.onset_hi > row.onset_lo:
+        if np.isfinite(row.onset_lo) and not np.isnan(row.onset_hi) and row.onset_hi > row.onset_lo:
             lines.append(f"{_fmt_steps(row.onset_lo)}–{_fmt_steps(row.onset_hi)}")
         if row.n_censored:
             lines.append(f"{row.n_censored}/{row.n_seeds} censored")
@@ -728,8 +730,8 @@ def _mark_onset_span(ax, row) -> None:
                 ha="left", va="top", fontsize=7.5, color="0.3", gid="censored-note")
         return
     lo, hi = getattr(row, "onset_lo", np.nan), getattr(row, "onset_hi", np.nan)
-    if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
-        ax.axvspan(lo, hi, color="0.5", alpha=0.2, linewidth=0, gid="onset-interval")
+    if np.isfinite(lo) and not np.isnan(hi) and hi > lo:  # an interval open above is drawn up to the budget
+        ax.axvspan(lo, min(hi, row.budget), color="0.5", alpha=0.2, linewidth=0, gid="onset-interval")
     ax.axvline(row.onset_step, color="black", linestyle="--", linewidth=1.0, gid="onset-line")
 
 
@@ -789,7 +791,10 @@ def _onset_rug(ax, chosen, hue, levels, palette, bounded: bool) -> None:
         color = palette[level]
         if len(ok):
             if {"onset_lo", "onset_hi"} <= set(ok.columns):
-                ax.hlines(np.full(len(ok), yq), ok["onset_lo"], ok["onset_hi"], colors=[color], linewidth=1.2,
+                lo = ok["onset_lo"].to_numpy(float)
+                hi = np.minimum(ok["onset_hi"].to_numpy(float), ok["budget"].to_numpy(float))  # open above: budget
+                has = np.isfinite(lo) & np.isfinite(hi)
+                ax.hlines(np.full(int(has.sum()), yq), lo[has], hi[has], colors=[color], linewidth=1.2,
                           transform=trans, gid="onset-interval")
             ax.scatter(ok["onset_step"], np.full(len(ok), yq), s=14, color=color, edgecolor="white",
                        linewidth=0.4, transform=trans, zorder=5, gid="onset-point")
