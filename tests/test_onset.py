@@ -8,7 +8,7 @@ from scipy.special import expit, logit
 
 from zipfind.onset import (
     ESTIMATORS, ONSET_COLUMNS, OnsetConfig, bootstrap_onsets, crossing_step, default_config, detect_onset,
-    logistic_onset, max_slope_onset, onsets_table, seed_summary, threshold_onset,
+    logistic_onset, onsets_table, seed_summary, threshold_onset,
 )
 
 # the engine's schedule: log-spaced early checkpoints, then every eval_every steps up to the budget
@@ -141,11 +141,13 @@ def test_batched_logistic_fit_matches_scipy_curve_fit():
     p = logistic_curve(1300, 0.2)
     curves = np.stack([probe_draws(p, rng).mean(axis=1) for _ in range(4)])  # [4, 37]
     batched = logistic_onset(STEPS, curves)  # [4], one Levenberg-Marquardt over the batch
-    x = np.log(STEPS)
+
+    def four_parameter(x, a, b, mu, w):
+        return a + b * expit((x - mu) / w)
+
     for r, acc in enumerate(curves):
-        z = (acc - acc[:3].mean()) / (1 - acc[:3].mean())
-        f = lambda x, a, b, mu, w: a + b * expit((x - mu) / w)  # noqa: E731
-        (a, b, mu, w), _ = curve_fit(f, x, z, p0=[0.0, 1.0, np.log(1000), 0.3])
+        z = (acc - acc[:3].mean()) / (1 - acc[:3].mean())  # the same normalisation: floor = first 3, ceiling 1
+        (_, _, mu, _), _ = curve_fit(four_parameter, np.log(STEPS), z, p0=[0.0, 1.0, np.log(1000), 0.3])
         assert batched[r] == pytest.approx(np.exp(mu), rel=1e-4)
 
 
