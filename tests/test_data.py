@@ -1,0 +1,138 @@
+"""The task sampler against its definition: Zipf frequencies, bursty structure, evaluation sets, fractions."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from zipfind.config import TaskConfig
+from zipfind.data import draw, draw_buffer, make_table, probe_draws, sample, zipf_probs
+
+
+def _batch(tasks, b=512, seed=0, steps=1):
+    table = make_table(tasks, [seed + i for i in range(len(tasks))], "cpu")
+    gens = [torch.Generator().manual_seed(seed * 100 + i) for i in range(len(tasks))]
+    buf = draw_buffer(table, b)
+    return table, [sample(table, draw(gens, table, buf)) for _ in range(steps)]
+
+
+def test_zipf_probs_closed_form():
+    p = zipf_probs(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([10, 10, 5]), 10).numpy()
+    assert np.allclose(p[0], 0.1)
+    h = sum(1 / k for k in range(1, 11))
+    assert np.allclose(p[1], [1 / k / h for k in range(1, 11)])
+    assert np.allclose(p[2, 5:], 0) and np.isclose(p[2].sum(), 1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
+def test_iid_class_frequencies_match_zipf(alpha):
+    """Non-bursty sequences: every item i.i.d. from p_k ∝ k^-alpha (chi-square at a fixed seed)."""
+    K = 64
+    task = TaskConfig(K=K, L=32, alpha=alpha, p_bursty=0.0)
+    table, batches = _batch([task], b=512, steps=4)
+    cls = torch.cat([b.classes.flatten() for b in batches]).numpy()
+    counts = np.bincount(cls, minlength=K)
+    expected = zipf_probs(torch.tensor([alpha]), torch.tensor([K]), K)[0].numpy() * len(cls)
+    keep = expected >= 5  # pool the sparse tail into one bin
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum())
+    obs, exp = (obs, exp) if exp[-1] > 0 else (obs[:-1], exp[:-1])
+    assert stats.chisquare(obs, exp).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("B", [1, 2, 4, 8])
+def test_bursty_sequences_hold_n_over_b_classes_b_times(B):
+    task = TaskConfig(K=512, alpha=1.5, B=B, p_bursty=1.0)
+    _, (batch,) = _batch([task], b=256)
+    cls = batch.classes[0].numpy()  # [b, N+1]
+    for row in cls:
+        ctx, q = row[:-1], row[-1]
+        values, counts = np.unique(ctx, return_counts=True)
+        assert len(values) == 8 // B and set(counts) == {B}
+        assert q in values
+
+
+def test_bursty_uses_the_zipf_law_for_its_first_class():
+    """The first distinct class of a bursty context is a draw from p (sampling without replacement)."""
+    task = TaskConfig(K=32, L=32, alpha=1.0, B=2, p_bursty=1.0)
+    table, batches = _batch([task], b=1024, steps=2)
+    # the query is a uniformly chosen context class; its marginal is the inclusion probability, so test ranks:
+    cls = torch.cat([b.classes[0, :, :-1] for b in batches]).numpy()
+    freq = np.bincount(cls.ravel(), minlength=32) / cls.size
+    assert freq[0] > freq[1] > freq[4] > freq[20]  # more frequent classes appear more often
+
+
+def test_labels_and_tokens():
+    task = TaskConfig(K=256, L=32, alpha=0.5, B=2, eps=0.0)
+    table, (batch,) = _batch([task], b=64)
+    cls = batch.classes[0]
+    assert torch.equal(batch.target[0], cls[:, -1] % 32)
+    assert torch.equal(batch.ctx_labels[0], cls[:, :-1] % 32)
+    # eps = 0: items are exactly their class means; label tokens are the label vectors
+    assert torch.allclose(batch.tokens[0, :, 0], table.means[0][cls[:, 0]])
+    assert torch.allclose(batch.tokens[0, :, 1], table.labels[0][cls[:, 0] % 32])
+    assert torch.allclose(batch.tokens[0, :, -1], table.means[0][cls[:, -1]])
+
+
+def test_item_noise_has_the_stated_variance():
+    eps = 0.5
+    task = TaskConfig(K=64, eps=eps, D=63)
+    table, (batch,) = _batch([task], b=2048)
+    cls = batch.classes[0, :, 0]
+    resid = batch.tokens[0, :, 0] * math.sqrt(1 + eps**2) - table.means[0][cls]  # = eps * eta
+    assert abs(resid.var().item() * 63 / eps**2 - 1) < 0.02
+
+
+def test_bursty_and_novel_fractions():
+    p_b, p_n = 0.7, 0.2
+    task = TaskConfig(K=2048, alpha=0.0, B=4, p_bursty=p_b, p_novel=p_n)
+    _, batches = _batch([task], b=1024, steps=2)
+    cls = torch.cat([b.classes[0] for b in batches]).numpy()
+    novel = (cls < 0).all(1)
+    assert ((cls < 0).any(1) == novel).all()
+    n = len(cls)
+    assert stats.binomtest(novel.sum(), n, p_n).pvalue > 1e-3
+    # among known-class sequences, bursty ones have 2 classes x 4 copies (i.i.d. ones almost never do at K=2048)
+    known = cls[~novel]
+    bursty = np.array([sorted(np.unique(r[:-1], return_counts=True)[1]) == [4, 4] for r in known])
+    assert stats.binomtest(bursty.sum(), len(known), p_b).pvalue > 1e-3
+
+
+def test_b_zero_means_no_bursty_sequences():
+    task = TaskConfig(K=2048, alpha=0.0, B=0, p_bursty=0.9)
+    _, (batch,) = _batch([task], b=512)
+    assert batch.ctx_match.any(-1).float().mean() < 0.02  # query class almost never in an i.i.d. context
+
+
+def test_evaluation_sets():
+    tasks = [TaskConfig(K=128, alpha=a, B=b) for a, b in [(0.0, 1), (2.0, 4), (1.0, 0)]]
+    table = make_table(tasks, [1, 2, 3], "cpu")
+    ic = sample(table, probe_draws(7, 256, table), "ic")
+    ic2 = sample(table, probe_draws(7, 256, table), "ic2")
+    iw = sample(table, probe_draws(7, 256, table), "iw")
+    # IC: fresh classes, N distinct, one copy of the query's class, distinct random labels
+    assert (ic.classes < 0).all() and (ic.ctx_match.sum(-1) == 1).all()
+    assert all(len(set(r.tolist())) == 8 for r in ic.ctx_labels.flatten(0, 1))
+    assert torch.equal(ic.target, (ic.ctx_labels * ic.ctx_match).sum(-1))
+    # the IC set is the same draw for every model (fresh content identical)
+    assert torch.equal(ic.tokens[0, :, 0::2], ic.tokens[1, :, 0::2])
+    # IC2: known classes, N distinct, labels shifted by one
+    assert (ic2.classes >= 0).all() and (ic2.ctx_match.sum(-1) == 1).all()
+    assert torch.equal(ic2.target, (ic2.classes[..., -1] + 1) % 32)
+    # IW: the query class never in the context
+    assert not iw.ctx_match.any()
+    assert torch.equal(iw.target, iw.classes[..., -1] % 32)
+
+
+def test_chunk_mates_do_not_change_a_models_stream():
+    a = TaskConfig(K=256, alpha=1.0, B=2)
+    mate = TaskConfig(K=1024, alpha=0.0, B=4, p_novel=0.5)
+    t1 = make_table([a], [5], "cpu")
+    t2 = make_table([mate, a], [9, 5], "cpu")
+    z1 = draw([torch.Generator().manual_seed(3)], t1, draw_buffer(t1, 32))
+    z2 = draw([torch.Generator().manual_seed(4), torch.Generator().manual_seed(3)], t2, draw_buffer(t2, 32))
+    b1, b2 = sample(t1, z1), sample(t2, z2)
+    assert torch.equal(b1.classes[0], b2.classes[1])
+    assert torch.allclose(b1.tokens[0], b2.tokens[1])

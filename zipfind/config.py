@@ -1,0 +1,359 @@
+"""Configuration: frozen dataclasses for the task, model and training, and the sweep spec (TOML).
+
+A spec is validated completely before any work starts; every problem becomes one line naming the key, the
+value and what is allowed (`SpecError.problems`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Bursty Zipfian in-context classification (Chan et al. 2022; Reddy 2024)."""
+
+    K: int = 2048  # number of classes
+    L: int = 32  # number of labels; class k has label k mod L
+    N: int = 8  # context item-label pairs
+    D: int = 63  # content dimensions
+    eps: float = 0.1  # within-class noise
+    alpha: float = 0.0  # Zipf exponent of class frequencies
+    B: int = 1  # burstiness: copies of each class in a bursty context (0: no bursty sequences)
+    p_bursty: float = 0.9  # fraction of bursty sequences
+    p_novel: float = 0.0  # fraction of sequences of fresh classes with random labels (Reddy's p_C)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Attention-only transformer; readout at the query position."""
+
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 1
+    readout: Literal["linear", "mlp"] = "linear"
+    mlp_hidden: int = 128  # width of the 3-layer MLP readout (Reddy's deep classifier)
+    layernorm: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 3000
+    batch: int = 128
+    lr: float = 3e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    beta1: float = 0.9  # Adam beta1, or SGD momentum
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    clip: float = 0.0  # per-model gradient-norm clip; 0 disables
+    init_scale: float = 1.0  # weights ~ N(0, init_scale^2 / fan_in); may differ between stacked cells
+    eval_every: int = 100
+    n_probe: int = 512  # probe sequences per evaluation set
+    seed: int = 0  # replicate seed of a cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model of a sweep: its task and training parameters and its grid coordinates."""
+
+    index: int
+    task: TaskConfig
+    train: TrainConfig
+    coords: tuple[tuple[str, Any], ...]
+
+    def params(self) -> dict[str, Any]:
+        """Every task and training scalar of the cell (the cells table's columns)."""
+        return {**asdict(self.task), **asdict(self.train)}
+
+    def key(self, spec_seed: int) -> int:
+        """A 63-bit seed from (spec seed, cell identity): independent of chunking and cell order."""
+        blob = json.dumps([spec_seed, sorted(self.params().items())], default=str)
+        return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "little") >> 1
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    seed: int
+    task: TaskConfig
+    model: ModelConfig
+    train: TrainConfig
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    cells: tuple[dict[str, Any], ...] = ()  # explicit cells, in addition to the grid
+    axes: tuple[str, ...] = field(default=())  # grid axes (and keys of explicit cells), in order
+
+    def expand(self) -> list[Cell]:
+        """The product grid then the explicit cells, numbered 0..n-1."""
+        out: list[dict[str, Any]] = []
+        if self.grid:
+            names = [k for k, _ in self.grid]
+            for combo in itertools.product(*(v for _, v in self.grid)):
+                out.append(dict(zip(names, combo)))
+        out.extend(dict(c) for c in self.cells)
+        if not out:
+            out.append({})
+        result = []
+        for i, over in enumerate(out):
+            t = {k: v for k, v in over.items() if k in TASK_KEYS}
+            r = {k: v for k, v in over.items() if k in TRAIN_KEYS}
+            coords = tuple((a, over.get(a, _default(self, a))) for a in self.axes)
+            result.append(Cell(i, replace(self.task, **t), replace(self.train, **r), coords))
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec with every default written out (TOML-serialisable)."""
+        d: dict[str, Any] = {"name": self.name, "seed": self.seed, "task": asdict(self.task),
+                             "model": asdict(self.model), "train": asdict(self.train)}
+        if self.grid:
+            d["grid"] = {k: list(v) for k, v in self.grid}
+        if self.cells:
+            d["cells"] = [dict(c) for c in self.cells]
+        return d
+
+
+TASK_KEYS = {f.name: f.type for f in fields(TaskConfig)}
+MODEL_KEYS = {f.name: f.type for f in fields(ModelConfig)}
+TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
+AXIS_KEYS = {**TASK_KEYS, **TRAIN_KEYS}
+SECTIONS = {"task": TASK_KEYS, "model": MODEL_KEYS, "train": TRAIN_KEYS}
+TOP_KEYS = {"name", "seed", "task", "model", "train", "grid", "cells"}
+CHOICES = {"readout": ("linear", "mlp"), "optimizer": ("adam", "adamw", "sgd")}
+
+
+def _default(spec: Spec, key: str) -> Any:
+    return getattr(spec.task, key) if key in TASK_KEYS else getattr(spec.train, key)
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _did_you_mean(key: str, allowed) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_ok(value: Any, typ: str) -> bool:
+    if typ == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _coerce(value: Any, typ: str) -> Any:
+    return float(value) if typ == "float" else value
+
+
+def _check_scalar(where: str, key: str, value: Any, typ: str, problems: list[str]) -> bool:
+    tname = typ.split("[")[0]
+    base = "str" if tname == "Literal" else tname
+    if not _type_ok(value, base):
+        want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[base]
+        problems.append(f"{where}{key}: {value!r} is not allowed; expected {want}")
+        return False
+    return True
+
+
+def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, where: str) -> list[str]:
+    """Range checks on one resolved cell (or the base config)."""
+    p: list[str] = []
+
+    def bad(key, value, allowed):
+        p.append(f"{where}{key}: {value!r} is not allowed; {allowed}")
+
+    if task.alpha < 0 or not math.isfinite(task.alpha):
+        bad("alpha", task.alpha, "the Zipf exponent must be >= 0")
+    if task.N < 1:
+        bad("N", task.N, "need at least 1 context pair")
+    if task.B < 0:
+        bad("B", task.B, "burstiness must be 0 (no bursty sequences) or a divisor of N")
+    elif task.B > 0 and task.N % task.B:
+        divisors = [d for d in range(1, task.N + 1) if task.N % d == 0]
+        bad("B", task.B, f"B must divide N = {task.N}: one of 0, {', '.join(map(str, divisors))}")
+    if task.L < 2:
+        bad("L", task.L, "need at least 2 labels")
+    if task.K < task.L:
+        bad("K", task.K, f"need K >= L = {task.L} so every label has a class")
+    if task.K < task.N:
+        bad("K", task.K, f"need K >= N = {task.N} distinct classes for a bursty context")
+    if task.L < task.N:
+        bad("L", task.L, f"need L >= N = {task.N} so novel contexts get distinct labels")
+    if task.D < 1:
+        bad("D", task.D, "content dimensions must be >= 1")
+    if task.eps < 0:
+        bad("eps", task.eps, "within-class noise must be >= 0")
+    for k in ("p_bursty", "p_novel"):
+        v = getattr(task, k)
+        if not 0.0 <= v <= 1.0:
+            bad(k, v, "a probability must lie in [0, 1]")
+    if train.steps <= 0:
+        bad("steps", train.steps, "must be > 0")
+    if train.batch <= 0:
+        bad("batch", train.batch, "must be > 0")
+    if train.eval_every <= 0:
+        bad("eval_every", train.eval_every, "must be > 0")
+    elif train.eval_every > train.steps:
+        bad("eval_every", train.eval_every, f"must be <= steps = {train.steps}")
+    if train.n_probe <= 0:
+        bad("n_probe", train.n_probe, "must be > 0")
+    if not train.lr > 0:
+        bad("lr", train.lr, "the learning rate must be > 0")
+    for k in ("beta1", "beta2"):
+        v = getattr(train, k)
+        if not 0.0 <= v < 1.0:
+            bad(k, v, "must lie in [0, 1)")
+    for k in ("weight_decay", "clip"):
+        if getattr(train, k) < 0:
+            bad(k, getattr(train, k), "must be >= 0")
+    if not train.init_scale > 0:
+        bad("init_scale", train.init_scale, "must be > 0")
+    for k, c in CHOICES.items():
+        v = getattr(model, k, None) if k in MODEL_KEYS else getattr(train, k)
+        if v not in c:
+            bad(k, v, f"one of {', '.join(c)}")
+    for k in ("d_model", "layers", "heads", "mlp_hidden"):
+        if getattr(model, k) < 1:
+            bad(k, getattr(model, k), "must be >= 1")
+    if model.heads >= 1 and model.d_model % model.heads:
+        bad("heads", model.heads, f"must divide d_model = {model.d_model}")
+    return p
+
+
+def parse_spec(raw: dict[str, Any], name: str = "spec") -> Spec:
+    """Validate a spec dict (as read from TOML) and resolve it; raises SpecError listing every problem."""
+    problems: list[str] = []
+    for k in raw:
+        if k not in TOP_KEYS:
+            problems.append(f"{k}: unknown top-level key{_did_you_mean(k, TOP_KEYS)}; allowed: "
+                            + ", ".join(sorted(TOP_KEYS)))
+    sections: dict[str, dict[str, Any]] = {}
+    for sec, keys in SECTIONS.items():
+        body = raw.get(sec, {})
+        if not isinstance(body, dict):
+            problems.append(f"[{sec}]: {body!r} is not allowed; expected a table")
+            body = {}
+        good = {}
+        for k, v in body.items():
+            if k not in keys:
+                problems.append(f"{sec}.{k}: unknown key{_did_you_mean(k, keys)}; allowed: "
+                                + ", ".join(keys))
+            elif _check_scalar(f"{sec}.", k, v, keys[k], problems):
+                good[k] = _coerce(v, keys[k])
+        sections[sec] = good
+    spec_name = raw.get("name", name)
+    if not isinstance(spec_name, str) or not spec_name:
+        problems.append(f"name: {spec_name!r} is not allowed; expected a non-empty string")
+    seed = raw.get("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        problems.append(f"seed: {seed!r} is not allowed; expected an integer")
+        seed = 0
+
+    grid: list[tuple[str, tuple[Any, ...]]] = []
+    graw = raw.get("grid", {})
+    if not isinstance(graw, dict):
+        problems.append(f"[grid]: {graw!r} is not allowed; expected a table of axis = [values]")
+        graw = {}
+    for k, vals in graw.items():
+        if k not in AXIS_KEYS:
+            problems.append(f"grid.{k}: unknown axis{_did_you_mean(k, AXIS_KEYS)}; "
+                            "any [task] or [train] scalar may be an axis")
+            continue
+        if not isinstance(vals, list):
+            problems.append(f"grid.{k}: {vals!r} is not allowed; expected a list of values")
+            continue
+        if not vals:
+            problems.append(f"grid.{k}: [] is not allowed; an axis needs at least one value")
+            continue
+        okvals = [_coerce(v, AXIS_KEYS[k]) for v in vals if _check_scalar("grid.", k, v, AXIS_KEYS[k], problems)]
+        if len(set(okvals)) != len(okvals):
+            problems.append(f"grid.{k}: {vals!r} is not allowed; axis values must be distinct")
+        grid.append((k, tuple(okvals)))
+
+    cells: list[dict[str, Any]] = []
+    craw = raw.get("cells", [])
+    if not isinstance(craw, list):
+        problems.append(f"[[cells]]: {craw!r} is not allowed; expected an array of tables")
+        craw = []
+    for i, c in enumerate(craw):
+        if not isinstance(c, dict):
+            problems.append(f"cells[{i}]: {c!r} is not allowed; expected a table")
+            continue
+        good = {}
+        for k, v in c.items():
+            if k not in AXIS_KEYS:
+                problems.append(f"cells[{i}].{k}: unknown key{_did_you_mean(k, AXIS_KEYS)}")
+            elif _check_scalar(f"cells[{i}].", k, v, AXIS_KEYS[k], problems):
+                good[k] = _coerce(v, AXIS_KEYS[k])
+        cells.append(good)
+
+    if problems:
+        raise SpecError(problems)
+    axes = tuple(dict.fromkeys([k for k, _ in grid] + [k for c in cells for k in c]))
+    spec = Spec(name=spec_name, seed=seed, task=TaskConfig(**sections["task"]),
+                model=ModelConfig(**sections["model"]), train=TrainConfig(**sections["train"]),
+                grid=tuple(grid), cells=tuple(cells), axes=axes)
+    seen: dict[tuple, int] = {}
+    for cell in spec.expand():
+        where = "" if not cell.coords else "cell " + ", ".join(f"{k}={v}" for k, v in cell.coords) + ": "
+        problems.extend(_check_values(cell.task, cell.train, spec.model, where))
+        ident = tuple(sorted(cell.params().items()))
+        if ident in seen:
+            problems.append(f"{where.rstrip(': ') or 'cell'}: duplicate of cell {seen[ident]}; "
+                            "every cell must differ in some parameter")
+        seen[ident] = cell.index
+    if problems:
+        raise SpecError(list(dict.fromkeys(problems)))
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a TOML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([f"spec: {str(path)!r} does not exist; give the path of a TOML spec file"])
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError([f"spec: {str(path)!r} is not valid TOML ({e})"]) from None
+    return parse_spec(raw, name=path.stem)
+
+
+def dump_toml(d: dict[str, Any]) -> str:
+    """Write a resolved spec dict as TOML (scalars, lists of scalars, tables, arrays of tables)."""
+
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, float):
+            return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return str(v)
+
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, (dict, list)) or
+             (isinstance(v, list) and not (v and isinstance(v[0], dict)))]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {val(vv)}" for kk, vv in v.items()]
+    for k, v in d.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                lines += ["", f"[[{k}]]"] + [f"{kk} = {val(vv)}" for kk, vv in item.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""Train one chunk of stackable cells: the step loop, the checkpoint schedule, and progress measures.
+
+The hot loop never synchronises with the host: losses are accumulated and divergence is detected as tensors;
+the host reads them only at checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .config import Cell, ModelConfig
+from .data import EVAL_KINDS, derive_seed, draw, draw_buffer, make_table, probe_draws, sample
+from .measures import evaluate
+from .model import forward, init_params
+from .optim import StackedOptimizer
+
+
+def checkpoint_steps(steps: int, eval_every: int) -> list[int]:
+    """0, log-spaced early steps (1, 2, 4, ... below eval_every), then every eval_every, and the last step."""
+    early = [2**i for i in range(steps.bit_length()) if 2**i < eval_every]
+    return sorted({0, steps, *early, *range(eval_every, steps + 1, eval_every)})
+
+
+def chunk_key(cell: Cell, model: ModelConfig) -> tuple:
+    """Cells with equal keys share tensor shapes and schedules, so they can be stacked."""
+    t, r = cell.task, cell.train
+    return (t.N, t.L, t.D, r.batch, r.steps, r.eval_every, r.n_probe, r.optimizer, model)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    metrics: pd.DataFrame  # long format: cell, step, measure, value
+    ic_correct: dict[int, np.ndarray]  # cell -> [n_checkpoints, n_probe] bool
+    diverged_at: dict[int, int | None]  # cell -> first step whose loss was not finite, or None
+    wall_s: float
+    eval_s: float  # of which spent in evaluation
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def cell_seeds(cell: Cell, spec_seed: int) -> dict[str, int]:
+    """Seeds of a cell's task instance, initial weights and data stream: from (spec seed, replicate seed).
+
+    Cells that differ only in task or training parameters share them (common random numbers across the grid),
+    so a difference between two cells comes from the parameters, not from a different draw.
+    """
+    return {p: derive_seed(spec_seed, cell.train.seed, p) for p in ("task", "init", "data")}
+
+
+def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, device: str | torch.device = "cpu",
+                progress: Callable[[int], None] | None = None) -> ChunkResult:
+    """Train the cells together as one stacked model; returns their metrics as plain data."""
+    t0 = time.perf_counter()
+    dev = resolve_device(str(device))
+    keys = {chunk_key(c, model) for c in cells}
+    if len(keys) != 1:
+        raise ValueError("cells of one chunk must share N, L, D, batch, steps, eval_every, n_probe, optimizer")
+    tr = cells[0].train
+    T = 2 * cells[0].task.N + 1
+    seeds = [cell_seeds(c, spec_seed) for c in cells]
+    table = make_table([c.task for c in cells], [s["task"] for s in seeds], dev)
+    params = init_params(model, table.D, T, table.L, [s["init"] for s in seeds],
+                         [c.train.init_scale for c in cells], dev)
+    col = lambda name: torch.tensor([getattr(c.train, name) for c in cells], dtype=torch.float32, device=dev)
+    opt = StackedOptimizer(params, tr.optimizer, col("lr"), col("beta1"), col("beta2"), col("weight_decay"),
+                           col("clip"))
+    gens = [torch.Generator(device=dev).manual_seed(s["data"]) for s in seeds]
+    probes = {k: sample(table, probe_draws(derive_seed(spec_seed, "probe", k), tr.n_probe, table), k)
+              for k in EVAL_KINDS}
+    plist = list(params.values())
+    for p in plist:
+        p.requires_grad_(True)
+
+    M = len(cells)
+    active = torch.ones(M, dtype=torch.bool, device=dev)
+    div_step = torch.full((M,), -1, dtype=torch.long, device=dev)
+    loss_sum = torch.zeros(M, device=dev)
+    n_since = 0
+    rows: list[pd.DataFrame] = []
+    ic_correct: list[np.ndarray] = []
+    eval_s = 0.0
+    buf = draw_buffer(table, tr.batch)  # [M, batch, n] standard normals, refilled every step
+    ckpts = checkpoint_steps(tr.steps, tr.eval_every)
+
+    def checkpoint(step: int) -> None:
+        nonlocal eval_s, n_since, loss_sum
+        te = time.perf_counter()
+        values, correct = evaluate(params, model, probes)
+        if n_since:
+            values["train_loss"] = loss_sum / n_since
+        values["diverged"] = (~active).float()
+        names = list(values)
+        mat = torch.stack([values[k].float() for k in names], 1).cpu().numpy()  # [M, measures]
+        rows.append(pd.DataFrame({
+            "cell": np.repeat([c.index for c in cells], len(names)),
+            "step": step,
+            "measure": np.tile(names, M),
+            "value": mat.reshape(-1),
+        }))
+        ic_correct.append(correct.cpu().numpy())
+        loss_sum, n_since = torch.zeros(M, device=dev), 0
+        eval_s += time.perf_counter() - te
+
+    checkpoint(0)
+    for step in range(1, tr.steps + 1):
+        z = draw(gens, table, buf)
+        batch = sample(table, z)
+        logits = forward(params, batch.tokens, model).logits  # [M, b, L]
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(M, -1).mean(1)
+        ok = torch.isfinite(loss)
+        div_step = torch.where(active & ~ok, step, div_step)
+        active = active & ok
+        grads = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), plist)
+        norm = opt.step(grads, active)
+        div_step = torch.where(active & ~torch.isfinite(norm), step, div_step)
+        active = active & torch.isfinite(norm)
+        loss_sum = loss_sum + torch.where(active, loss.detach(), torch.full_like(loss, float("nan")))
+        n_since += 1
+        if step in ckpts:
+            checkpoint(step)
+        if progress is not None:
+            progress(step)
+
+    div = div_step.cpu().tolist()
+    ic = np.stack(ic_correct, 1)  # [M, n_checkpoints, n_probe]
+    return ChunkResult(
+        metrics=pd.concat(rows, ignore_index=True),
+        ic_correct={c.index: ic[m] for m, c in enumerate(cells)},
+        diverged_at={c.index: (d if d >= 0 else None) for c, d in zip(cells, div)},
+        wall_s=time.perf_counter() - t0,
+        eval_s=eval_s,
+    )
