@@ -171,20 +171,24 @@ def test_estimators_disagree_on_a_two_stage_rise_but_not_on_a_logistic():
 
 
 def _synthetic_run():
-    """Three cells (alpha x seed): two rise (ICL and induction score together), one stays flat."""
-    steps = np.r_[0, STEPS]  # the engine may record step 0 too
+    """Four cells (alpha x seed): two rise (ICL and induction score together), one stays flat, and one that would
+    rise at 2000 diverges at 1200 (the engine then freezes it and sets its ``diverged`` measure)."""
+    steps = np.r_[0, STEPS]  # the engine records step 0 too
     extra = np.arange(50, 3001, 100.0)  # train_loss logged at more steps than the probes
-    cells = pd.DataFrame({"cell": [0, 1, 2], "alpha": [0.0, 1.0, 0.0], "B": [2, 2, 2], "seed": [0, 0, 1],
+    cells = pd.DataFrame({"cell": [0, 1, 2, 3], "alpha": [0.0, 1.0, 0.0, 1.0], "B": 2, "seed": [0, 0, 1, 1],
                           "K": 512, "L": 32, "N": 8, "steps": int(BUDGET)})
-    truth = {0: 800.0, 1: None, 2: 1500.0}
+    truth = {0: 800.0, 1: None, 2: 1500.0, 3: None}
     rng = np.random.default_rng(5)
     rows, per_item = [], {}
     for cell, mid in truth.items():
         p = logistic_curve(mid, 0.12, steps=steps) if mid else np.full(steps.size, CHANCE)
+        diverged = (steps >= 1200) if cell == 3 else np.zeros(steps.size, dtype=bool)
+        if cell == 3:
+            p = logistic_curve(2000, 0.12, steps=np.minimum(steps, 1200))  # frozen after 1200
         items = probe_draws(p, rng, n_probe=256)
         ind = expit((np.log(np.maximum(steps, 1)) - np.log(0.9 * mid)) / 0.1) if mid else np.full(steps.size, 0.05)
         iw = np.linspace(0.1, 0.3, steps.size)
-        for m, v in (("ic_acc", items.mean(1)), ("induction_score", ind), ("iw_acc", iw)):
+        for m, v in (("ic_acc", items.mean(1)), ("induction_score", ind), ("iw_acc", iw), ("diverged", diverged)):
             rows += [{"cell": cell, "step": int(s), "measure": m, "value": float(x)} for s, x in zip(steps, v)]
         rows += [{"cell": cell, "step": int(s), "measure": "train_loss", "value": 3.0} for s in extra]
         all_steps = np.unique(np.r_[steps, extra])
@@ -198,15 +202,15 @@ def test_onsets_table_rows_columns_and_values():
     metrics, cells, per_item, truth = _synthetic_run()
     table = onsets_table(metrics, cells, per_item, seed=1)
     assert list(table.columns) == list(cells.columns) + list(ONSET_COLUMNS)
-    assert table["cell"].tolist() == [0, 1, 2] and table["alpha"].tolist() == [0.0, 1.0, 0.0]
-    assert table["censored"].dtype == bool and table["censored"].tolist() == [False, True, False]
-    assert (table["budget"] == BUDGET).all()
+    assert table["cell"].tolist() == [0, 1, 2, 3] and table["alpha"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert table["censored"].dtype == bool and table["censored"].tolist() == [False, True, False, True]
+    assert table["budget"].tolist() == [BUDGET, BUDGET, BUDGET, 1200.0]  # censored where the diverged record ends
     assert (table["estimator"] == "threshold").all() and (table["measure"] == "ic_acc").all()
     for _, row in table.iterrows():
         mid = truth[row["cell"]]
         if mid is None:
             assert np.isnan(row["onset_step"]) and np.isnan(row["induction_step"])
-            assert row["onset_lo"] == BUDGET and row["onset_hi"] == np.inf
+            assert row["onset_lo"] == row["budget"] and row["onset_hi"] == np.inf
             assert np.isnan(row[["onset_threshold", "onset_logistic", "onset_max_slope"]].astype(float)).all()
             continue
         assert abs(row["onset_step"] - mid) <= spacing_at(mid)

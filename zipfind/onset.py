@@ -473,8 +473,9 @@ def onsets_table(metrics: pd.DataFrame, cells: pd.DataFrame, per_item: Mapping[i
                  config: OnsetConfig | None = None, seed: int = 0) -> pd.DataFrame:
     """The onsets table: one row per cell of ``cells`` that has ``measure`` in ``metrics``.
 
-    Columns: the cells-table columns, then :data:`ONSET_COLUMNS`. ``budget`` is the cell's ``steps`` (or its
-    last finite checkpoint, if earlier: a diverged run is censored where its record ends). ``per_item`` maps
+    Columns: the cells-table columns, then :data:`ONSET_COLUMNS`. ``budget`` is the cell's ``steps``, or where
+    its record ends if earlier (the last finite checkpoint, or the first with the ``diverged`` measure set: a
+    diverged model is frozen, so it is censored there and later checkpoints are ignored). ``per_item`` maps
     cell -> ``ic_correct`` [n_checkpoints, n_probe] aligned with that cell's sorted unique metric steps; it feeds
     the interval when ``measure == "ic_acc"`` (other measures get NaN intervals unless censored). Each cell's
     bootstrap is seeded by (seed, cell), so a row does not depend on which other cells are in the table.
@@ -490,7 +491,7 @@ def onsets_table(metrics: pd.DataFrame, cells: pd.DataFrame, per_item: Mapping[i
     if measure not in available:
         raise ValueError(f"measure {measure!r} not in metrics; available: {sorted(available)}")
     cfg = config if config is not None else default_config(measure)
-    wanted = {measure, "ic_acc", "iw_acc", "induction_score"}
+    wanted = {measure, "ic_acc", "iw_acc", "induction_score", "diverged"}
     rows = []
     by_cell = {int(c): g for c, g in metrics.groupby("cell", sort=False)}
     for rec in cells.to_dict("records"):
@@ -508,12 +509,19 @@ def onsets_table(metrics: pd.DataFrame, cells: pd.DataFrame, per_item: Mapping[i
         finite = steps[np.isfinite(values)]
         if finite.size:
             budget = min(budget, float(finite[-1]))
+        if "diverged" in series:  # a diverged model is frozen: its record ends at the first diverged checkpoint
+            sd, vd = series["diverged"]
+            if np.any(vd > 0):
+                budget = min(budget, float(sd[np.argmax(vd > 0)]))
         items = None
         if per_item is not None and measure == "ic_acc" and cell in per_item:
             arr = np.asarray(per_item[cell])
             if arr.ndim != 2 or arr.shape[0] != all_steps.size:
                 raise ValueError(f"per_item[{cell}] has shape {arr.shape}; expected [{all_steps.size}, n_probe]")
             items = arr[np.searchsorted(all_steps, steps)]
+        upto = steps <= budget
+        steps, values = steps[upto], values[upto]
+        items = items[upto] if items is not None else None
         on = detect_onset(steps, values, budget, estimator=estimator, per_item=items, config=cfg,
                           seed=np.random.default_rng([seed, cell]))
         ind = float("nan")
