@@ -1,0 +1,198 @@
+"""zipfind's command line: thin wrappers that parse, call the library, and print.
+
+User errors (bad spec, missing run directory, unknown option value) print one line per problem naming the
+key, the value and what is allowed, and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Iterator, Literal, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(help="zipfind: when do induction heads form? Sweeps of stacked attention-only transformers over "
+                       "Zipfian, bursty data; onset detection; analytic timing theories; phase diagrams.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+plot_app = typer.Typer(help="Figures of a run directory (output format from the file name: png, pdf, svg).",
+                       no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
+
+console = Console(stderr=True)
+out = Console()
+SPECS = Path(__file__).resolve().parent.parent / "sims"
+
+DeviceOpt = Annotated[str, typer.Option(help="Training device: auto (CUDA if present), cpu, cuda or cuda:N.")]
+RunDir = Annotated[Path, typer.Argument(help="A run directory made by `zipfind sweep`.")]
+
+
+def fail(*lines: str) -> None:
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's user-facing errors into one-line messages and exit code 2."""
+    from .config import SpecError
+    from .store import RunError
+
+    try:
+        yield
+    except SpecError as e:
+        fail(*e.problems)
+    except (RunError, FileNotFoundError) as e:
+        fail(str(e))
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        fail(f"--device: {device!r} is not allowed; one of auto, cpu, cuda, cuda:N")
+
+
+def _print_onsets(onsets, title: str) -> None:
+    import math
+
+    axes = [c for c in ("alpha", "B", "K", "p_bursty", "lr", "seed") if c in onsets and onsets[c].nunique() > 1]
+    t = Table(title=title)
+    for c in ["cell", *axes, "onset", "interval", "induction step", "final IC", "final IW"]:
+        t.add_column(c, justify="right")
+    fmt = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else (
+        "∞" if isinstance(v, float) and math.isinf(v) else f"{v:.0f}")
+    for r in onsets.to_dict("records"):
+        onset = f"> {r['budget']:.0f} (censored)" if r["censored"] else fmt(r["onset_step"])
+        interval = "" if r["censored"] else f"{fmt(r['onset_lo'])}–{fmt(r['onset_hi'])}"
+        t.add_row(str(r["cell"]), *[f"{r[a]:g}" for a in axes], onset, interval, fmt(r["induction_step"]),
+                  f"{r['final_ic_acc']:.2f}", f"{r['final_iw_acc']:.2f}")
+    out.print(t)
+
+
+def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str, max_models: Optional[int],
+           force: bool, ray_address: Optional[str]):
+    from .config import load_spec
+    from .sweep import run_sweep
+
+    _check_device(device)
+    if executor not in ("local", "ray"):
+        fail(f"--executor: {executor!r} is not allowed; one of local, ray")
+    if max_models is not None and max_models < 1:
+        fail(f"--max-models: {max_models} is not allowed; must be >= 1")
+    with user_errors():
+        spec = load_spec(spec_path)
+        target = out_dir or Path("runs") / spec.name
+        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn()]
+        with Progress(*cols, console=console, transient=False) as bar:
+            chunks = bar.add_task("chunks", total=None)
+            steps = bar.add_task("steps of chunk", total=None)
+            n_done = 0
+
+            def progress(event: str, f: dict) -> None:
+                nonlocal n_done
+                if event == "start":
+                    n_done = f["done"]
+                    bar.update(chunks, total=f["chunks"], completed=n_done)
+                elif event == "chunk_start":
+                    bar.reset(steps, total=f["steps"], description=f"chunk {f['chunk']} ({f['cells']} models)")
+                elif event == "step":
+                    bar.update(steps, completed=f["step"])
+                elif event == "chunk_done":
+                    n_done += 1
+                    bar.update(chunks, completed=n_done)
+
+            summary = run_sweep(spec, target, device=device, executor=executor, max_models=max_models,
+                                force=force, ray_address=ray_address, progress=progress)
+    _print_onsets(summary.onsets, f"{spec.name}: onsets ({summary.onsets.measure.iloc[0] if len(summary.onsets) else ''})")
+    out.print(f"{summary.n_cells} cells in {summary.n_chunks} chunks ({summary.ran_chunks} trained, "
+              f"{summary.skipped_chunks} already done) in {summary.wall_s:.1f} s -> {summary.run_dir}")
+    return summary
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML): [task], [model], [train], [grid], [[cells]].")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/NAME).")] = None,
+    device: DeviceOpt = "auto",
+    executor: Annotated[str, typer.Option(help="local (one device; one worker per GPU) or ray.")] = "local",
+    max_models: Annotated[Optional[int], typer.Option(help="Models stacked per chunk (default: sized "
+                                                            "from device memory).")] = None,
+    force: Annotated[bool, typer.Option(help="Discard a run of a different spec in --out.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a "
+                                                             "local one).")] = None,
+) -> None:
+    """Train every cell of a spec's grid, chunk by chunk, resumably; then write the onsets table."""
+    _sweep(spec, out_dir, device, executor, max_models, force, ray_address)
+
+
+@app.command()
+def train(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train all cells of a spec stacked together (as few chunks as shapes allow); also writes DIR/metrics.parquet."""
+    from .store import read_metrics, write_parquet
+
+    summary = _sweep(spec, out_dir, device, "local", 4096, False, None)
+    write_parquet(read_metrics(summary.run_dir), summary.run_dir / "metrics.parquet")
+
+
+@app.command()
+def status(run_dir: RunDir) -> None:
+    """Cells and chunks done, censored cells, wall time."""
+    from .store import done_chunks, load
+
+    with user_errors():
+        run = load(run_dir)
+    m = run.manifest
+    done = done_chunks(m)
+    n_done = sum(len(c["cells"]) for c in m["chunks"] if c["chunk"] in done)
+    t = Table(title=f"{run.spec.name} ({run_dir})", show_header=False)
+    t.add_row("cells done", f"{n_done} / {m['n_cells']}")
+    t.add_row("chunks done", f"{len(done)} / {len(m['chunks'])}")
+    t.add_row("device", str(m.get("device")))
+    t.add_row("wall time", f"{sum(c.get('wall_s', 0) for c in m['chunks']):.1f} s")
+    diverged = {k: v for c in m["chunks"] for k, v in c.get("diverged", {}).items()}
+    t.add_row("diverged cells", ", ".join(f"{k} (step {v})" for k, v in diverged.items()) or "none")
+    if run.onsets is not None:
+        t.add_row("censored cells", f"{int(run.onsets.censored.sum())} / {len(run.onsets)}")
+    out.print(t)
+
+
+@app.command()
+def onsets(
+    run_dir: RunDir,
+    measure: Annotated[str, typer.Option(help="Measure whose rise marks the onset (e.g. ic_acc, "
+                                               "induction_score, ic_loss).")] = "ic_acc",
+    estimator: Annotated[str, typer.Option(help="threshold, logistic or max_slope.")] = "threshold",
+) -> None:
+    """Recompute the onsets table from stored metrics (no retraining) and print it."""
+    from .onset import ESTIMATORS
+    from .sweep import compute_onsets
+
+    if estimator not in ESTIMATORS:
+        fail(f"--estimator: {estimator!r} is not allowed; one of {', '.join(ESTIMATORS)}")
+    with user_errors():
+        from .store import load
+
+        run = load(run_dir)
+        available = sorted(run.metrics.measure.unique())
+        if measure not in available:
+            fail(f"--measure: {measure!r} is not allowed; one of {', '.join(available)}")
+        table = compute_onsets(run_dir, measure=measure, estimator=estimator)
+    _print_onsets(table, f"onsets of {measure} ({estimator}) -> {run_dir / 'onsets.parquet'}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

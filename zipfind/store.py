@@ -1,0 +1,188 @@
+"""The run directory: spec, manifest, per-chunk metrics, onsets, fits. Every write is atomic (temp + rename).
+
+    DIR/spec.toml                   resolved spec, every default written out
+    DIR/manifest.json               cells, chunks and their status, versions, device, timing
+    DIR/metrics/chunk-NNNN.parquet  long format: cell, step, measure, value
+    DIR/metrics/chunk-NNNN.npz      per-probe IC correctness [n_checkpoints, n_probe] per cell (for bootstraps)
+    DIR/onsets.parquet              one row per cell
+    DIR/fits/, DIR/figures/
+
+This module does not import torch, so `zipfind.load` works in a notebook without it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .config import Spec, dump_toml, parse_spec
+
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked (missing, or holding another spec)."""
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write(path, buf.getvalue())
+
+
+def write_json(obj: Any, path: Path) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.integer, np.floating, np.bool_)):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def chunk_path(run_dir: Path, chunk: int, ext: str) -> Path:
+    return Path(run_dir) / "metrics" / f"chunk-{chunk:04d}.{ext}"
+
+
+def cells_table(spec: Spec) -> pd.DataFrame:
+    """One row per cell: `cell`, then every task and training scalar (grid axes included)."""
+    return pd.DataFrame([{"cell": c.index, **c.params()} for c in spec.expand()])
+
+
+def read_spec(run_dir: Path) -> Spec:
+    path = Path(run_dir) / "spec.toml"
+    if not path.is_file():
+        raise RunError(f"run directory: {str(run_dir)!r} has no spec.toml; give a directory made by `zipfind sweep`")
+    return parse_spec(tomllib.loads(path.read_text()))
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "manifest.json").read_text())
+
+
+def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[str, Any], force: bool) -> dict[str, Any]:
+    """Create the run directory, or reopen it for resuming; returns the manifest.
+
+    `meta` (device, torch version, ...) is recorded. Reopening keeps the stored chunk plan (results do not depend on it) and refuses a changed spec unless
+    `force`, which starts the run over.
+    """
+    run_dir = Path(run_dir)
+    spec_text = dump_toml(spec.to_dict())
+    if (run_dir / "manifest.json").is_file() and (run_dir / "spec.toml").is_file():
+        same = read_spec(run_dir).to_dict() == spec.to_dict()
+        if same:
+            manifest = read_manifest(run_dir)
+            manifest.update(meta, resumed=manifest.get("resumed", 0) + 1)
+            write_json(manifest, run_dir / "manifest.json")
+            return manifest
+        if not force:
+            raise RunError(f"out: {str(run_dir)!r} holds a run of a different spec; use another --out, "
+                           "or --force to discard it and start over")
+        for p in list((run_dir / "metrics").glob("chunk-*")) + [run_dir / "onsets.parquet"]:
+            p.unlink(missing_ok=True)
+    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise RunError(f"out: {str(run_dir)!r} exists and is not a zipfind run directory; use another --out, "
+                       "or --force to write into it")
+    atomic_write(run_dir / "spec.toml", spec_text)
+    manifest = {
+        "spec_name": spec.name, "zipfind": __version__, "python": platform.python_version(),
+        "platform": platform.platform(), **meta,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": 0, "n_cells": len(spec.expand()),
+        "chunks": [{"chunk": i, "cells": c, "status": "pending"} for i, c in enumerate(chunks)],
+    }
+    write_json(manifest, run_dir / "manifest.json")
+    return manifest
+
+
+def save_chunk(run_dir: Path, manifest: dict[str, Any], chunk: int, metrics: pd.DataFrame,
+               ic_correct: dict[int, np.ndarray], info: dict[str, Any]) -> None:
+    """Write a finished chunk's files, then mark it done in the manifest (the commit point of a chunk)."""
+    write_parquet(metrics, chunk_path(run_dir, chunk, "parquet"))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{f"cell_{c}": v for c, v in ic_correct.items()})
+    atomic_write(chunk_path(run_dir, chunk, "npz"), buf.getvalue())
+    manifest["chunks"][chunk].update(status="done", **info)
+    write_json(manifest, Path(run_dir) / "manifest.json")
+
+
+def done_chunks(manifest: dict[str, Any]) -> set[int]:
+    return {c["chunk"] for c in manifest["chunks"] if c["status"] == "done"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory's contents for notebooks: `zipfind.load(DIR)`."""
+
+    path: Path
+    spec: Spec
+    manifest: dict[str, Any]
+    cells: pd.DataFrame  # cell + every task/train scalar (grid axes included)
+    metrics: pd.DataFrame  # cell, step, measure, value
+    onsets: pd.DataFrame | None  # the onsets table, None until computed
+
+    def ic_correct(self) -> dict[int, np.ndarray]:
+        """cell -> per-probe IC correctness [n_checkpoints, n_probe], for bootstrap intervals."""
+        out: dict[int, np.ndarray] = {}
+        for f in sorted((self.path / "metrics").glob("chunk-*.npz")):
+            with np.load(f) as z:
+                out.update({int(k.split("_")[1]): z[k] for k in z.files})
+        return out
+
+    @property
+    def fits(self) -> list[dict[str, Any]] | None:
+        p = self.path / "fits" / "fits.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    @property
+    def predictions(self) -> pd.DataFrame | None:
+        p = self.path / "fits" / "predictions.parquet"
+        return pd.read_parquet(p) if p.is_file() else None
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    files = sorted((Path(run_dir) / "metrics").glob("chunk-*.parquet"))
+    if not files:
+        return pd.DataFrame({"cell": pd.Series(dtype=int), "step": pd.Series(dtype=int),
+                             "measure": pd.Series(dtype=str), "value": pd.Series(dtype=float)})
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def load(run_dir: str | Path) -> Run:
+    """Open a run directory: spec, manifest, cells, metrics and (if computed) onsets."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory: {str(run_dir)!r} does not exist")
+    if not (run_dir / "manifest.json").is_file():
+        raise RunError(f"run directory: {str(run_dir)!r} has no manifest.json; give a directory made by "
+                       "`zipfind sweep`")
+    spec = read_spec(run_dir)
+    onsets = run_dir / "onsets.parquet"
+    return Run(path=run_dir, spec=spec, manifest=read_manifest(run_dir), cells=cells_table(spec),
+               metrics=read_metrics(run_dir), onsets=pd.read_parquet(onsets) if onsets.is_file() else None)

@@ -1,0 +1,172 @@
+"""Grid sweeps: chunk the cells of a spec, train the chunks with an executor, store them, compute onsets.
+
+Executors: `local` (chunks one after another on one device; with several CUDA devices, one worker thread per
+device) and `ray` (each chunk a Ray task: one GPU on GPU clusters, else `cpus_per_task` CPUs). A cell's
+randomness depends only on (spec seed, cell), so results do not depend on the executor or the chunking.
+A finished chunk is committed by the manifest update that follows its files; a rerun skips committed chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import pandas as pd
+import torch
+
+from . import store
+from .config import Cell, ModelConfig, Spec
+from .onset import EstimatorName, onsets_table
+from .train import chunk_key, resolve_device, train_chunk
+
+Executor = Literal["local", "ray"]
+Progress = Callable[[str, dict[str, Any]], None]  # (event, fields): start, chunk_start, step, chunk_done
+
+
+def plan_chunks(cells: Sequence[Cell], model: ModelConfig, max_models: int) -> list[list[int]]:
+    """Group stackable cells (equal chunk keys, in order of first appearance) into chunks of <= max_models."""
+    groups: dict[tuple, list[int]] = {}
+    for c in cells:
+        groups.setdefault(chunk_key(c, model), []).append(c.index)
+    return [g[i : i + max_models] for g in groups.values() for i in range(0, len(g), max_models)]
+
+
+def model_bytes(cell: Cell, model: ModelConfig) -> int:
+    """Estimated peak bytes one model needs while training (parameters, optimizer state, activations, probes).
+
+    Calibrated against `zipfind bench`'s measured peak memory per model (about 1.5x the raw tensor count).
+    """
+    t, r = cell.task, cell.train
+    T, d, D, Lyr = 2 * t.N + 1, model.d_model, t.D, model.layers
+    n_params = D * d + T * d + Lyr * 4 * d * d + d * t.L
+    act = r.batch * T * (d * (6 * Lyr + 2) + 3 * D) + r.batch * model.heads * T * T * Lyr * 3
+    probes = 3 * r.n_probe * T * (D + d * (Lyr + 2)) + r.n_probe * model.heads * T * T * Lyr
+    table = t.K * D + 3 * t.K * 2
+    return int(1.5 * 4 * (4 * n_params + act + probes + table))
+
+
+def default_max_models(cells: Sequence[Cell], model: ModelConfig, device: torch.device) -> int:
+    """As many models as fit in half of the device's free memory (CPU: capped at 64 for resumable chunks)."""
+    need = max(model_bytes(c, model) for c in cells)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cap = 4096
+    else:
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        cap = 64
+    return max(1, min(cap, int(0.5 * free // need)))
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    run_dir: Path
+    n_cells: int
+    n_chunks: int
+    ran_chunks: int
+    skipped_chunks: int
+    wall_s: float
+    onsets: pd.DataFrame
+
+
+def _train_task(cells: list[Cell], model: ModelConfig, spec_seed: int, device: str, threads: int | None):
+    """What a Ray worker runs: one chunk, returned as plain data."""
+    if threads:
+        torch.set_num_threads(threads)
+    return train_chunk(cells, model, spec_seed, device)
+
+
+def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Executor = "local",
+              max_models: int | None = None, force: bool = False, ray_address: str | None = None,
+              cpus_per_task: int = 1, progress: Progress | None = None) -> SweepSummary:
+    """Train every unfinished chunk of the spec into `out`, then write the onsets table."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise store.RunError("device: 'cuda' is not available on this machine; use --device cpu or auto")
+    cells = spec.expand()
+    mm = max_models or default_max_models(cells, spec.model, dev)
+    meta = {"device": str(dev), "torch": torch.__version__, "executor": executor, "max_models": mm}
+    manifest = store.prepare_run(out, spec, plan_chunks(cells, spec.model, mm), meta, force)
+    chunks = [c["cells"] for c in manifest["chunks"]]
+    todo = [i for i in range(len(chunks)) if i not in store.done_chunks(manifest)]
+    emit = progress or (lambda event, fields: None)
+    emit("start", {"chunks": len(chunks), "done": len(chunks) - len(todo)})
+    lock = threading.Lock()
+
+    def commit(i: int, res, where: str) -> None:
+        info = {"wall_s": round(res.wall_s, 3), "eval_s": round(res.eval_s, 3), "device": where,
+                "diverged": {str(c): s for c, s in res.diverged_at.items() if s is not None}}
+        with lock:
+            store.save_chunk(out, manifest, i, res.metrics, res.ic_correct, info)
+        emit("chunk_done", {"chunk": i, **info})
+
+    if executor == "ray":
+        _run_ray(spec, cells, chunks, todo, dev, ray_address, cpus_per_task, commit, emit)
+    else:
+        devices = ([torch.device("cuda", k) for k in range(torch.cuda.device_count())]
+                   if dev.type == "cuda" and dev.index is None and torch.cuda.device_count() > 1 else [dev])
+
+        def work(i: int, where: torch.device) -> None:
+            group = [cells[c] for c in chunks[i]]
+            emit("chunk_start", {"chunk": i, "cells": len(group), "steps": group[0].train.steps})
+            res = train_chunk(group, spec.model, spec.seed, where, progress=lambda s: emit("step", {"step": s}))
+            commit(i, res, str(where))
+
+        if len(devices) == 1:
+            for i in todo:
+                work(i, devices[0])
+        else:
+            with ThreadPoolExecutor(len(devices)) as pool:  # one worker per device, chunks dealt round-robin
+                lanes = [todo[k :: len(devices)] for k in range(len(devices))]
+                list(pool.map(lambda k: [work(i, devices[k]) for i in lanes[k]], range(len(devices))))
+
+    onsets = compute_onsets(out)
+    manifest["wall_s"] = round(sum(c.get("wall_s", 0.0) for c in manifest["chunks"]), 3)
+    store.write_json(manifest, out / "manifest.json")
+    return SweepSummary(out, len(cells), len(chunks), len(todo), len(chunks) - len(todo),
+                        time.perf_counter() - t0, onsets)
+
+
+def _run_ray(spec, cells, chunks, todo, dev, address, cpus_per_task, commit, emit) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise store.RunError("executor: 'ray' needs Ray, which is not installed; pip install 'zipfind[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        gpu = dev.type == "cuda"
+        task = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else cpus_per_task)(_train_task)
+        pending = {}
+        for i in todo:
+            pending[task.remote([cells[c] for c in chunks[i]], spec.model, spec.seed,
+                                "cuda" if gpu else "cpu", None if gpu else cpus_per_task)] = i
+            emit("chunk_start", {"chunk": i, "cells": len(chunks[i]), "steps": cells[chunks[i][0]].train.steps})
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            commit(i, ray.get(ready[0]), "ray:" + ("cuda" if gpu else "cpu"))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def compute_onsets(run_dir: str | Path, measure: str = "ic_acc", estimator: EstimatorName = "threshold",
+                   write: bool = True) -> pd.DataFrame:
+    """The onsets table of a run directory from its stored metrics (no retraining); written to onsets.parquet."""
+    run = store.load(run_dir)
+    if run.metrics.empty:
+        raise store.RunError(f"run directory: {str(run_dir)!r} has no finished chunks yet; run `zipfind sweep`")
+    done = run.cells[run.cells.cell.isin(run.metrics.cell.unique())]
+    table = onsets_table(run.metrics, done, run.ic_correct(), measure=measure, estimator=estimator,
+                         seed=run.spec.seed)
+    if write:
+        store.write_parquet(table, Path(run_dir) / "onsets.parquet")
+    return table
