@@ -1,0 +1,642 @@
+"""Registry of analytic onset-time models t*(alpha, B, K, N, L, p_bursty, p_novel, lr; theta).
+
+Each model keeps its sympy expression (explicit t* = ..., or an implicit equation lhs(t) = rhs) and a numeric
+version lambdified once with numpy, side by side. Sums over classes are evaluated on zipf.ClassNodes; implicit
+models are solved for all cells at once by a bracketed Newton iteration in log time whose derivatives come from
+sympy. Derivations, assumptions and expected failures: theory/M*.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import sympy as sp
+from sympy import Dummy, Eq, Function, Max, Piecewise, Rational, S, Sum, Symbol, exp, harmonic, log, oo
+
+from . import zipf
+from .zipf import B, K, N, alpha, k, p_bursty
+
+__all__ = [
+    "L", "p_novel", "lr", "t", "LR_REF", "x_items", "INPUT_NAMES", "DEFAULT_INPUTS",
+    "Param", "OnsetModel", "Prepared", "MODELS", "get_model", "predict_onset", "resolve_params", "expgap",
+]
+
+# ---------------------------------------------------------------------------------------------------------------
+# Symbols and shared sub-expressions
+# ---------------------------------------------------------------------------------------------------------------
+L = Symbol("L", positive=True)  # number of labels
+p_novel = Symbol("p_novel", nonnegative=True)  # fraction of sequences with fresh classes
+lr = Symbol("lr", positive=True)  # learning rate
+t = Symbol("t", positive=True)  # training step (the onset t* in implicit equations)
+LR_REF = Rational(3, 1000)  # time is measured in steps at this learning rate: t = tau * LR_REF / lr
+
+INPUT_SYMBOLS = (alpha, B, K, N, L, p_bursty, p_novel, lr)
+INPUT_NAMES: tuple[str, ...] = tuple(str(s_) for s_ in INPUT_SYMBOLS)
+DEFAULT_INPUTS: dict[str, float] = {"K": 2048, "N": 8, "L": 32, "p_bursty": 0.9, "p_novel": 0.0, "lr": 3e-3}
+IGNORED_INPUTS = ("eps",)  # accepted for convenience, used by no model yet
+
+x_items = (2 * N + 1) / Max(B, 1)  # tokens per relevant (query-class) item; B = 0 counts as 1
+tau = t * lr / LR_REF  # learning-rate-normalised time
+pb_eff = zipf.bursty_on
+p_kk = zipf.p_k
+q_k = pb_eff + (1 - pb_eff) * (1 - (1 - p_kk) ** N)  # P(query class in context | query class k)
+P2 = zipf.P2
+
+# Display symbols: each model is written with these, then expanded (xreplace) into the exact expression
+x_s = Symbol("x", positive=True)
+tau_s = Symbol("tau", positive=True)
+P2_s = Symbol("P_2", nonnegative=True)
+p_ix = sp.IndexedBase("p", positive=True)
+q_ix = sp.IndexedBase("q", nonnegative=True)
+DISPLAY_DEFS = {p_ix[k]: p_kk, q_ix[k]: q_k, P2_s: P2, x_s: x_items, tau_s: tau}
+
+
+def _expand(e):
+    """Exact expression from a display form."""
+    return e.xreplace(DISPLAY_DEFS)
+
+
+class expgap(Function):
+    """(exp(-a t) - exp(-b t)) / (b - a): leaky integral of a decaying drive; symmetric in a, b, continuous at a = b."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        a, b, tt = self.args
+        if argindex == 1:
+            return expgap_db(b, a, tt)
+        if argindex == 2:
+            return expgap_db(a, b, tt)
+        if argindex == 3:
+            return exp(-a * tt) - b * expgap(a, b, tt)
+        raise sp.ArgumentIndexError(self, argindex)
+
+    def _eval_rewrite_as_exp(self, a, b, tt, **kwargs):
+        return Piecewise((tt * exp(-a * tt), Eq(a, b)), ((exp(-a * tt) - exp(-b * tt)) / (b - a), True))
+
+    def _eval_evalf(self, prec):
+        a, b, tt = self.args
+        if (a - b).is_zero:
+            return (tt * exp(-a * tt)).evalf(prec)
+        return ((exp(-a * tt) - exp(-b * tt)) / (b - a)).evalf(prec)
+
+
+class expgap_db(Function):
+    """d expgap(a, b, t) / db = (t exp(-b t) - expgap(a, b, t)) / (b - a), continuous at a = b (-t^2 exp(-a t)/2)."""
+
+    nargs = 3
+
+    def _eval_evalf(self, prec):
+        a, b, tt = self.args
+        if (a - b).is_zero:
+            return (-(tt**2) * exp(-a * tt) / 2).evalf(prec)
+        return ((tt * exp(-b * tt) - (exp(-a * tt) - exp(-b * tt)) / (b - a)) / (b - a)).evalf(prec)
+
+
+def _expgap_numeric(a, b, tt):
+    """Stable numpy expgap: exp(-min(a,b) t) * t * (1 - exp(-|b-a| t)) / (|b-a| t)."""
+    a, b, tt = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(tt, float))
+    z = np.abs(b - a) * tt
+    small = z < 1e-8
+    phi = np.where(small, 1 - z / 2, -np.expm1(-z) / np.where(small, 1.0, z))
+    return np.exp(-np.minimum(a, b) * tt) * tt * phi
+
+
+def _expgap_db_numeric(a, b, tt):
+    """Stable numpy expgap_db, written around exp(-min(a, b) t) with series near a = b."""
+    a, b, tt = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(tt, float))
+    z = np.abs(b - a) * tt
+    small = z < 1e-3
+    zs = np.where(small, 1.0, z)
+    em = np.exp(-z)
+    # b >= a: t^2 e^{-a t} psi(z), psi = -(1 - (1 + z) e^{-z}) / z^2
+    psi = np.where(small, -(0.5 - z / 3 + z**2 / 8 - z**3 / 30), -(-np.expm1(-z) - z * em) / zs**2)
+    # b < a: -t^2 e^{-b t} chi(z), chi = (z - 1 + e^{-z}) / z^2
+    chi = np.where(small, 0.5 - z / 6 + z**2 / 24 - z**3 / 120, (z + np.expm1(-z)) / zs**2)
+    return np.where(b >= a, tt**2 * np.exp(-a * tt) * psi, -(tt**2) * np.exp(-b * tt) * chi)
+
+
+_NUMERIC_MODULES = [
+    {"harmonic": zipf.harmonic_number, "expgap": _expgap_numeric, "expgap_db": _expgap_db_numeric},
+    "numpy",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiling sympy expressions with sums over classes into vectorised numpy
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Part:
+    """An expression lambdified in (args, [p_k], hoisted...); hoisted sub-expressions depend on inputs only and
+    are evaluated once per Prepared."""
+
+    fn: Callable
+    hoisted: tuple[Callable, ...]  # each lambdified in (inputs, [p_k])
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """outer(args, S_1..S_m) with S_j = sum_k term_j(args, p_k), every part lambdified once."""
+
+    outer: _Part
+    terms: tuple[_Part, ...]
+
+    def precompute(self, inputs: Sequence[np.ndarray], nodes: zipf.ClassNodes | None) -> tuple:
+        """Input-only sub-expressions: [n] arrays for the outer part, [n, J] for the class summands."""
+        with np.errstate(all="ignore"):
+            outer = tuple(np.broadcast_to(h(*inputs), inputs[0].shape) for h in self.outer.hoisted)
+            cols = [np.asarray(a)[..., None] for a in inputs]  # [n, 1]
+            terms = tuple(
+                tuple(np.broadcast_to(h(*cols, nodes.p), nodes.p.shape) for h in term.hoisted) for term in self.terms
+            )
+        return outer, terms
+
+    def __call__(self, args: Sequence, nodes: zipf.ClassNodes | None, cache: tuple) -> np.ndarray:
+        outer_cache, term_cache = cache
+        sums = []
+        with np.errstate(all="ignore"):
+            if self.terms:
+                cols = [np.asarray(a)[..., None] for a in args]  # [n, 1]
+                for term, hoisted in zip(self.terms, term_cache):
+                    vals = term.fn(*cols, nodes.p, *hoisted)  # [n, J]
+                    sums.append(nodes.sum(np.broadcast_to(vals, nodes.p.shape)).reshape(-1))
+            return np.asarray(self.outer.fn(*args, *sums, *outer_cache), dtype=float)
+
+
+def _hoist(e: sp.Basic, varying: set, found: dict) -> sp.Basic:
+    """Replace maximal non-atomic sub-expressions free of the varying symbols by dummies (found: expr -> dummy)."""
+    if e.is_Atom:
+        return e
+    if isinstance(e, sp.Expr) and not (e.free_symbols & varying) and e.free_symbols:
+        return found.setdefault(e, Dummy(f"h{len(found)}"))
+    return e.func(*[_hoist(a, varying, found) for a in e.args])
+
+
+def _part(expr: sp.Expr, args: Sequence[sp.Symbol], n_inputs: int, extra: Sequence[sp.Symbol], per_class: bool) -> _Part:
+    """Lambdify expr in (args, extra, hoisted) with input-only sub-expressions hoisted out. extra is [p_k] for a
+    class summand (per_class: p_k counts as an input) or the class-sum symbols for an outer expression."""
+    found: dict = {}
+    varying = set(args[n_inputs:]) | (set() if per_class else set(extra))
+    body = _hoist(expr, varying, found)
+    inputs = [*args[:n_inputs], *(extra if per_class else [])]
+    hoisted = tuple(sp.lambdify(inputs, h, modules=_NUMERIC_MODULES) for h in found)
+    fn = sp.lambdify([*args, *extra, *found.values()], body, modules=_NUMERIC_MODULES)
+    return _Part(fn=fn, hoisted=hoisted)
+
+
+def _compile(expr: sp.Expr, args: Sequence[sp.Symbol], n_inputs: int) -> _Compiled:
+    """Lambdify expr, replacing every Sum over classes k = 1..K by a node sum of its summand written in p_k.
+    args[:n_inputs] are data inputs; the rest (parameters, t) vary during a fit."""
+    sums = sorted(expr.atoms(Sum), key=sp.default_sort_key)
+    S = [Dummy(f"S{j}") for j in range(len(sums))]
+    P, H = Dummy("p"), Dummy("H")
+    terms = []
+    for sm in sums:
+        (kk, lo, hi) = sm.limits[0]
+        if len(sm.limits) != 1 or kk != k or lo != 1 or hi != K:
+            raise ValueError(f"only sums over k = 1..K are supported, got {sm.limits}")
+        term = sm.function.xreplace({harmonic(K, alpha): H}).subs(k**-alpha, P * H)
+        if k in term.free_symbols or H in term.free_symbols:
+            raise ValueError(f"summand does not reduce to a function of p_k: {term}")
+        terms.append(_part(term, args, n_inputs, [P], per_class=True))
+    outer = _part(expr.xreplace(dict(zip(sums, S))), args, n_inputs, S, per_class=False)
+    return _Compiled(outer=outer, terms=tuple(terms))
+
+
+def _bracketed_newton(fun, lo, hi, u0, active, iters: int = 100, xtol: float = 1e-11, ftol: float = 1e-12):
+    """Vectorised safeguarded Newton for g increasing through 0 on [lo, hi] (active cells only); bisects when a
+    step leaves the bracket."""
+    lo, hi, u = lo.copy(), hi.copy(), u0.copy()
+    with np.errstate(all="ignore"):
+        for _ in range(iters):
+            g, dg = fun(u)
+            lo = np.where(g < 0, u, lo)
+            hi = np.where(g > 0, u, hi)
+            done = (np.abs(g) < ftol) | (hi - lo < xtol) | ~active
+            if done.all():
+                break
+            un = u - g / dg
+            bad = ~np.isfinite(un) | (un <= lo) | (un >= hi)
+            un = np.where(bad, 0.5 * (lo + hi), un)
+            u = np.where(done, u, un)
+    return u
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """A free parameter: default (prior guess, not a fit), multistart range, optimiser bounds, sign."""
+
+    name: str
+    default: float
+    init: tuple[float, float]
+    bounds: tuple[float, float]
+    positive: bool = True
+    doc: str = ""
+    latex: str | None = None
+
+    @property
+    def symbol(self) -> sp.Symbol:
+        return Symbol(self.name, positive=True) if self.positive else Symbol(self.name, real=True)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Inputs broadcast and flattened to [n] cells, class nodes, and each compiled function's hoisted parts."""
+
+    args: tuple[np.ndarray, ...]  # INPUT_NAMES order, each [n]
+    shape: tuple[int, ...]
+    nodes: zipf.ClassNodes | None
+    cache: dict = field(repr=False)  # compiled-function name -> precomputed input-only parts
+
+    @property
+    def n(self) -> int:
+        return int(self.args[0].size)
+
+
+T_CAP = 1e12  # onsets beyond this many steps count as "never"
+
+
+@dataclass(frozen=True, eq=False)
+class OnsetModel:
+    """One onset-time model: sympy expression, named parameters, docs, and its numeric version (lambdified on
+    first use, once)."""
+
+    name: str
+    title: str
+    kind: Literal["explicit", "implicit"]
+    params: tuple[Param, ...]
+    display: Any  # readable form in x, tau, P_2, p[k], q[k] (see DISPLAY_DEFS)
+    doc: str
+    source: str
+    note: str
+    alpha_boundary: str
+    scale_param: str | None = None  # t* proportional to this parameter (used to seed fits)
+    lhs_monotone: bool = False  # implicit: lhs(t) never decreases, so no peak search is needed
+
+    @cached_property
+    def expr(self):
+        """Exact sympy form: explicit t* as an Expr; implicit Eq(lhs(t), rhs), lhs(0) = 0, concave while rising."""
+        return _expand(self.display)
+
+    # -- description ------------------------------------------------------------------------------------------
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def equation(self) -> sp.Eq:
+        """The exact model as one sympy equation (t* = expr for explicit models)."""
+        return Eq(Symbol("t*", positive=True), self.expr, evaluate=False) if self.kind == "explicit" else self.expr
+
+    @property
+    def definitions(self) -> dict:
+        """Display symbols used by this model and what they stand for."""
+        return {s_: v for s_, v in DISPLAY_DEFS.items() if self.display.has(s_)}
+
+    def _display_eq(self, star):
+        if self.kind == "explicit":
+            return Eq(star, self.display, evaluate=False)
+        return self.display
+
+    @property
+    def latex(self) -> str:
+        """LaTeX of the readable form followed by the definitions of its shorthand symbols."""
+        names = {p.symbol: p.latex for p in self.params if p.latex}
+        names[Symbol("t*", positive=True)] = "t^{*}"
+        eq = sp.latex(self._display_eq(Symbol("t*", positive=True)), symbol_names=names)
+        defs = [f"{sp.latex(a, symbol_names=names)} = {sp.latex(b, symbol_names=names)}"
+                for a, b in self.definitions.items()]
+        return eq + (r", \quad \text{where } " + r", \; ".join(defs) if defs else "")
+
+    @property
+    def pretty(self) -> str:
+        """Unicode rendering of the readable form and its definitions."""
+        lines = [sp.pretty(self._display_eq(Symbol("t*", positive=True)), use_unicode=True), "where"]
+        lines += [sp.pretty(Eq(a, b, evaluate=False), use_unicode=True) for a, b in self.definitions.items()]
+        if self.kind == "implicit":
+            lines.append("and t* is the first root in t.")
+        return "\n".join(lines if len(lines) > 2 else lines[:1])
+
+    # -- numerics ---------------------------------------------------------------------------------------------
+    @cached_property
+    def numeric(self) -> dict[str, _Compiled]:
+        """Lambdified parts: explicit 'value' and 'd:<param>'; implicit 'lhs', 'lhs_t', 'lhs_tt', 'rhs',
+        'lhs:<param>', 'rhs:<param>' (derivatives by sympy)."""
+        syms = [p.symbol for p in self.params]
+        args = [*INPUT_SYMBOLS, *syms]
+        ni = len(INPUT_SYMBOLS)
+        if self.kind == "explicit":
+            out = {"value": _compile(self.expr, args, ni)}
+            for p, s_ in zip(self.params, syms):
+                out[f"d:{p.name}"] = _compile(self.expr.diff(s_), args, ni)
+            return out
+        lhs, rhs = self.expr.lhs, self.expr.rhs
+        if t in rhs.free_symbols:
+            raise ValueError("implicit models need a right-hand side free of t")
+        d1 = lhs.diff(t)
+        out = {
+            "lhs": _compile(lhs, [*args, t], ni), "lhs_t": _compile(d1, [*args, t], ni),
+            "lhs_tt": _compile(d1.diff(t), [*args, t], ni), "rhs": _compile(rhs, args, ni),
+        }
+        for p, s_ in zip(self.params, syms):
+            out[f"lhs:{p.name}"] = _compile(lhs.diff(s_), [*args, t], ni)
+            out[f"rhs:{p.name}"] = _compile(rhs.diff(s_), args, ni)
+        return out
+
+    def prepare(self, **inputs: Any) -> Prepared:
+        """Broadcast inputs (defaults filled in), build class nodes, precompute input-only parts."""
+        unknown = set(inputs) - set(INPUT_NAMES) - set(IGNORED_INPUTS)
+        if unknown:
+            raise ValueError(f"unknown inputs {sorted(unknown)}; allowed: {', '.join(INPUT_NAMES)}")
+        missing = [n for n in ("alpha", "B") if n not in inputs]
+        if missing:
+            raise ValueError(f"missing inputs {missing}")
+        vals = [np.asarray(inputs.get(n, DEFAULT_INPUTS.get(n)), dtype=float) for n in INPUT_NAMES]
+        bc = np.broadcast_arrays(*vals)
+        shape = bc[0].shape
+        args = tuple(np.ascontiguousarray(a, dtype=float).reshape(-1) for a in bc)
+        num = self.numeric
+        nodes = zipf.class_nodes(args[0], args[2]) if any(c.terms for c in num.values()) else None
+        cache = {name: c.precompute(args, nodes) for name, c in num.items()}
+        return Prepared(args=args, shape=shape, nodes=nodes, cache=cache)
+
+    def _ev(self, name: str, prep: Prepared, args: Sequence) -> np.ndarray:
+        out = self.numeric[name](args, prep.nodes, prep.cache[name])
+        return np.broadcast_to(out, (prep.n,)).astype(float)
+
+    def onset(self, prep: Prepared, theta: Sequence[float], grad: bool = False):
+        """t* for every prepared cell, [n] (inf where the model predicts no onset); with grad=True also
+        d ln t* / d theta, [n, P] (0 where t* is inf)."""
+        theta = [float(v) for v in theta]
+        if len(theta) != len(self.params):
+            raise ValueError(f"{self.name} takes {len(self.params)} parameters, got {len(theta)}")
+        args = [*prep.args, *theta]
+        if self.kind == "explicit":
+            out = self._ev("value", prep, args)
+            t_star = np.where(np.isfinite(out) & (out > 0), out, np.inf)
+            if not grad:
+                return t_star
+            fin = np.isfinite(t_star)
+            cols = [np.where(fin, self._ev(f"d:{n}", prep, args) / np.where(fin, t_star, 1.0), 0.0)
+                    for n in self.param_names]
+            return t_star, np.stack(cols, axis=1) if cols else np.zeros((prep.n, 0))
+        t_star = self._solve(prep, args)
+        if not grad:
+            return t_star
+        fin = np.isfinite(t_star)
+        tt = np.where(fin, t_star, 1.0)
+        targs = [*args, tt]
+        slope = self._ev("lhs_t", prep, targs)  # > 0 at the first root
+        cols = []
+        for n in self.param_names:
+            dF = self._ev(f"lhs:{n}", prep, targs) - self._ev(f"rhs:{n}", prep, args)
+            cols.append(np.where(fin, -dF / (tt * slope), 0.0))
+        return t_star, np.stack(cols, axis=1)
+
+    def residual(self, prep: Prepared, theta: Sequence[float], t_: np.ndarray) -> np.ndarray:
+        """Implicit models: lhs(t) - rhs at times t_ [n]."""
+        if self.kind != "implicit":
+            raise TypeError(f"{self.name} is explicit")
+        args = [*prep.args, *map(float, theta)]
+        return self._ev("lhs", prep, [*args, np.asarray(t_, float)]) - self._ev("rhs", prep, args)
+
+    def predict(self, params: Any = None, **inputs: Any) -> np.ndarray:
+        """t* broadcast over the inputs; params as accepted by resolve_params (None: the defaults)."""
+        theta = resolve_params(self, params)
+        prep = self.prepare(**inputs)
+        return self.onset(prep, [theta[n] for n in self.param_names]).reshape(prep.shape)
+
+    def _solve(self, prep: Prepared, args: Sequence) -> np.ndarray:
+        """Vectorised first root of lhs(t) = rhs, lhs(0) = 0 and concave while rising (theory/README.md)."""
+        n = prep.n
+        y = self._ev("rhs", prep, args)
+
+        def ev(name, u):
+            return self._ev(name, prep, [*args, np.exp(u)])
+
+        slope0 = ev("lhs_t", np.full(n, np.log(1e-9)))  # lhs'(0+)
+        ok = (y > 0) & (slope0 > 0) & np.isfinite(y)
+        u_lo = np.log(np.where(ok, y / np.where(ok, slope0, 1.0), 1.0))  # lhs(t) <= lhs'(0) t while rising
+        u_cap = np.full(n, np.log(T_CAP))
+        u_peak = u_cap.copy()
+        need = ok & (np.zeros(n, bool) if self.lhs_monotone else ~(ev("lhs_t", u_cap) > 0))
+        if need.any():
+            # peak of lhs: zero of the elasticity G(u) = t lhs'/lhs (positive before the peak)
+            def neg_elasticity(u):
+                tt = np.exp(u)
+                l0, l1, l2 = ev("lhs", u), ev("lhs_t", u), ev("lhs_tt", u)
+                live = np.isfinite(l0) & (l0 > 0)
+                l0s = np.where(live, l0, 1.0)
+                G = tt * l1 / l0s
+                dG = G + tt**2 * l2 / l0s - G**2
+                # lhs underflowed to 0 far beyond the peak: report "after the peak" and let the bracket bisect
+                return np.where(live, -G, 1.0), np.where(live, -dG, np.nan)
+
+            u_small = u_lo - np.log(1e6)
+            u_peak = np.where(need, _bracketed_newton(neg_elasticity, u_small, u_cap, u_small, need), u_cap)
+        reachable = ok & (ev("lhs", u_peak) >= y)
+
+        def log_gap(u):
+            tt = np.exp(u)
+            l0, l1 = ev("lhs", u), ev("lhs_t", u)
+            return np.log(np.maximum(l0, 1e-300)) - np.log(y), tt * l1 / l0
+
+        lo = np.minimum(u_lo, u_peak)
+        t_star = np.exp(_bracketed_newton(log_gap, lo, u_peak, lo, reachable))
+        return np.where(reachable & (t_star < T_CAP), t_star, np.inf)
+
+
+def _P(name, default, init, bounds, positive=True, doc="", latex=None) -> Param:
+    return Param(name, float(default), tuple(map(float, init)), tuple(map(float, bounds)), positive, doc, latex)
+
+
+def _syms(*params: Param):
+    return [p.symbol for p in params]
+
+
+TIME_UNIT = LR_REF / lr  # steps per unit of tau
+
+
+def _m0() -> OnsetModel:
+    ps = (
+        _P("c0", 6.5, (5.0, 8.0), (-5.0, 20.0), False, "ln t* at N=8, B=1, alpha=0, K=2048, lr=3e-3", "c_{0}"),
+        _P("c_N", 1.0, (-1.0, 2.0), (-10.0, 10.0), False, "elasticity in N"),
+        _P("c_B", -0.3, (-1.5, 0.5), (-10.0, 10.0), False, "elasticity in B"),
+        _P("c_alpha", 1.1, (0.0, 3.0), (-10.0, 20.0), False, "slope in alpha"),
+        _P("c_K", 0.0, (-1.0, 1.0), (-10.0, 10.0), False, "elasticity in K"),
+    )
+    c0, cN, cB, ca, cK = _syms(*ps)
+    disp = TIME_UNIT * exp(c0 + cN * log(N / 8) + cB * log(Max(B, 1)) + ca * alpha + cK * log(K / 2048))
+    return OnsetModel(
+        name="M0", title="log-linear baseline", kind="explicit", params=ps, display=disp,
+        doc="ln t* is linear in ln N, ln B, alpha and ln K (plus ln(lr_ref/lr)); no mechanism, a yardstick.",
+        source="SCIENCE.md baseline", note="theory/M0_loglinear.md", scale_param="c0",
+        alpha_boundary="none: t* grows as exp(c_alpha alpha); censoring where alpha > (ln budget - rest)/c_alpha",
+    )
+
+
+def _repetition_factor(P, d_eff, power):
+    return ((1 - P) ** 2 + d_eff * P**2) ** (-power / 2)
+
+
+def _m1() -> OnsetModel:
+    ps = (
+        _P("A", 80.0, (10.0, 500.0), (1e-3, 1e7), doc="steps per context token at x=1, lr=3e-3"),
+        _P("gamma", 1.0, (0.5, 1.5), (0.05, 5.0), doc="power of the sparse-attention dilution"),
+        _P("d_eff", 1.0, (0.1, 10.0), (1e-4, 1e5), doc="effective dimension of Zucchet's repetition term"),
+        _P("delta", 1.0, (0.5, 2.0), (0.01, 10.0), doc="power of the repetition term"),
+    )
+    A_, g_, d_, dl_ = _syms(*ps)
+    disp = TIME_UNIT * A_ * x_s**g_ * _repetition_factor(P2_s, d_, dl_)
+    return OnsetModel(
+        name="M1", title="sparse-attention power law", kind="explicit", params=ps, display=disp,
+        doc="Plateau to learn to attend to one relevant token among x = (2N+1)/B scales as x^gamma; cross-sample "
+        "repetition of the query class (P2) shortens it by [(1-P2)^2 + d_eff P2^2]^(-delta/2).",
+        source="Zucchet, D'Angelo, Lampinen, Chan 2025 (arXiv 2505.17863)", note="theory/M1_sparse_attention.md",
+        scale_param="A",
+        alpha_boundary="none: t* is bounded in alpha (by x^gamma times at most (1 + 1/d_eff)^(delta/2))",
+    )
+
+
+def _m2() -> OnsetModel:
+    ps = (
+        _P("A", 35.0, (5.0, 300.0), (1e-3, 1e7), doc="steps per unit of x ln(1 + C x), lr=3e-3"),
+        _P("C", 1.0, (0.1, 10.0), (1e-4, 1e4), doc="inverse initial overlap per item"),
+        _P("d_eff", 1.0, (0.1, 10.0), (1e-4, 1e5), doc="effective dimension of the repetition term"),
+    )
+    A_, C_, d_ = _syms(*ps)
+    disp = TIME_UNIT * A_ * x_s * log(1 + C_ * x_s) * _repetition_factor(P2_s, d_, S.One)
+    return OnsetModel(
+        name="M2", title="escape time with a log factor", kind="explicit", params=ps, display=disp,
+        doc="Saxe-style escape of a product of weights from a small initial overlap u0 ~ 1/(C x) with signal "
+        "~ 1/x: t* ~ x ln(1 + C x), shortened by cross-sample repetition as in M1 (delta = 1).",
+        source="Saxe, McClelland, Ganguli 2014; Zucchet et al. 2025", note="theory/M2_escape_time.md",
+        scale_param="A", alpha_boundary="none: bounded in alpha, like M1",
+    )
+
+
+def _m3() -> OnsetModel:
+    ps = (
+        _P("A", 55.0, (5.0, 500.0), (1e-3, 1e7), doc="steps of the attention stages at x = 1"),
+        _P("gamma", 1.0, (0.5, 1.5), (0.05, 5.0), doc="power of the attention stages in x"),
+        _P("C", 20.0, (1.0, 200.0), (1e-4, 1e6), doc="readout escape scale"),
+    )
+    A_, g_, C_ = _syms(*ps)
+    disp = TIME_UNIT * Piecewise((A_ * x_s**g_ + C_ / (1 / N - 1 / L), L > N), (oo, True))
+    return OnsetModel(
+        name="M3", title="nested-logit cascade", kind="explicit", params=ps, display=disp,
+        doc="Three nested logits learned in sequence: attention stages take A x^gamma, the readout escapes with "
+        "initial drive 1/N - 1/L, taking C/(1/N - 1/L); the plateau diverges as L -> N (no onset for L <= N).",
+        source="Reddy 2024 (arXiv 2312.03002), phenomenological model", note="theory/M3_nested_logit.md",
+        alpha_boundary="none: independent of alpha", scale_param=None,
+    )
+
+
+def _m4() -> OnsetModel:
+    ps = (
+        _P("A", 60.0, (10.0, 500.0), (1e-2, 1e7), doc="drive needed per context token (steps at full drive)"),
+        _P("r", 1.5, (0.1, 10.0), (1e-5, 1e4), doc="memorisation rate per unit class frequency per step"),
+    )
+    A_, r_ = _syms(*ps)
+    lhs = (1 - p_novel) / r_ * Sum(q_ix[k] * (1 - exp(-r_ * p_ix[k] * tau_s)), (k, 1, K)) + p_novel * tau_s
+    return OnsetModel(
+        name="M4", title="competition with memorisation", kind="implicit", params=ps, display=Eq(lhs, A_ * x_s),
+        doc="Class k is memorised at Poisson rate r p_k; the induction circuit is driven by queries whose class is "
+        "in context and not yet memorised, (1-p_novel) sum_k p_k q_k exp(-r p_k tau) + p_novel; onset when the "
+        "accumulated drive reaches A x. No root (drive exhausted first) means no onset.",
+        source="this package (after Nguyen & Reddy 2025, Chan et al. 2022, Hutter 2021)",
+        note="theory/M4_competition.md", lhs_monotone=True,
+        alpha_boundary="budget-dependent: t* grows like (r A x)^alpha / r for alpha > 1; defaults put the 3000-step "
+        "boundary near alpha = 1.3; with p_novel = 0 no onset at all when r A x >= sum_k q_k",
+    )
+
+
+def _m5() -> OnsetModel:
+    ps = (
+        _P("A", 80.0, (5.0, 500.0), (1e-3, 1e7), doc="steps at unit drive"),
+        _P("lam", 1.0, (0.01, 10.0), (1e-6, 1e4), doc="weight of the shared (cross-sample) drive", latex=r"\lambda"),
+    )
+    A_, lam_ = _syms(*ps)
+    disp = TIME_UNIT * A_ / (1 / x_s + lam_ * P2_s)
+    return OnsetModel(
+        name="M5", title="coopetition", kind="explicit", params=ps, display=disp,
+        doc="ICL is driven by in-context repetition (1/x = B/(2N+1)) plus a sub-circuit shared with a "
+        "context-constrained IWL strategy whose drive grows with cross-sample repetition P2; rates add.",
+        source="Singh et al. 2024/2025 (strategy coopetition)", note="theory/M5_coopetition.md", scale_param="A",
+        alpha_boundary="none: skew speeds ICL (t* decreases with P2)",
+    )
+
+
+def _m6() -> OnsetModel:
+    ps = (
+        _P("A", 60.0, (10.0, 500.0), (1e-2, 1e7), doc="drive needed per context token"),
+        _P("r", 1.5, (0.1, 10.0), (1e-5, 1e4), doc="memorisation rate per unit class frequency per step"),
+        _P("lam", 2e-5, (1e-5, 1e-2), (1e-8, 1.0), doc="leak rate of the partial circuit", latex=r"\lambda"),
+    )
+    A_, r_, lam_ = _syms(*ps)
+    lhs = (1 - p_novel) * Sum(q_ix[k] * p_ix[k] * expgap(r_ * p_ix[k], lam_, tau_s), (k, 1, K)) + p_novel * (
+        1 - exp(-lam_ * tau_s)
+    ) / lam_
+    return OnsetModel(
+        name="M6", title="leaky competition (transient drive)", kind="implicit", params=ps, display=Eq(lhs, A_ * x_s),
+        doc="M4 with a leak: the partial induction circuit I obeys dI/dtau = drive - lam I (weight decay / the IWL "
+        "readout undoing it); onset when I reaches A x. I rises then falls, so a drive that fades too fast never "
+        "gets there: a censoring boundary in alpha that more training does not move.",
+        source="this package (motivated by transient ICL, Singh et al. 2023, arXiv 2311.08360)",
+        note="theory/M6_leaky_competition.md",
+        alpha_boundary="budget-independent: no onset ever where max_tau I(tau) < A x",
+    )
+
+
+MODELS: dict[str, OnsetModel] = {m.name: m for m in (_m0(), _m1(), _m2(), _m3(), _m4(), _m5(), _m6())}
+
+
+def get_model(name: str) -> OnsetModel:
+    """Look a model up by name (KeyError lists the registered names)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}") from None
+
+
+def resolve_params(model: OnsetModel, params: Any = None) -> dict[str, float]:
+    """Parameter values from None (defaults), {name: value}, {name: {"value": v}}, a fits.json record or list
+    of records, or an object with a ``values()`` method returning {name: value} (a fit result)."""
+    if params is None:
+        return model.defaults
+    if hasattr(params, "values") and callable(params.values) and not isinstance(params, Mapping):
+        params = params.values()
+    if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
+        recs = [r for r in params if isinstance(r, Mapping) and r.get("model") == model.name]
+        if not recs:
+            raise KeyError(f"no record for model {model.name} among the fits")
+        params = recs[0]
+    if isinstance(params, Mapping) and "params" in params and isinstance(params["params"], Mapping):
+        if params.get("model", model.name) != model.name:
+            raise ValueError(f"record is for model {params['model']}, not {model.name}")
+        params = params["params"]
+    out = {}
+    for name in model.param_names:
+        if name not in params:
+            raise KeyError(f"parameter {name!r} of {model.name} missing; got {sorted(params)}")
+        v = params[name]
+        out[name] = float(v["value"] if isinstance(v, Mapping) else v)
+    return out
+
+
+def predict_onset(model: str | OnsetModel, params: Any = None, **inputs: Any) -> np.ndarray:
+    """Predicted onset step t*, broadcast over keyword inputs (alpha and B required; K=2048, N=8, L=32,
+    p_bursty=0.9, p_novel=0, lr=3e-3 by default); inf where the model predicts no onset."""
+    m = model if isinstance(model, OnsetModel) else get_model(model)
+    return m.predict(params, **inputs)
