@@ -1,0 +1,126 @@
+"""Sweeps: chunking invariance, kill-and-resume, atomic files, Ray = local, zipfind.load round trip."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import zipfind
+from zipfind.config import parse_spec
+from zipfind.store import RunError
+from zipfind.sweep import plan_chunks, run_sweep
+
+SPEC = {"name": "tiny", "task": {"K": 128, "N": 4, "L": 8, "D": 15}, "model": {"d_model": 16},
+        "train": {"steps": 16, "batch": 16, "eval_every": 8, "n_probe": 32},
+        "grid": {"alpha": [0.0, 1.0, 2.0], "B": [1, 2]}}
+
+
+def _metrics(run_dir):
+    return zipfind.load(run_dir).metrics.sort_values(["cell", "step", "measure"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    run_sweep(parse_spec(SPEC), out, device="cpu", max_models=6)
+    return out
+
+
+def test_plan_chunks_groups_by_shape():
+    raw = dict(SPEC, grid={"alpha": [0.0, 1.0], "N": [4, 8]})
+    spec = parse_spec(raw)
+    chunks = plan_chunks(spec.expand(), spec.model, 3)
+    cells = spec.expand()
+    assert sorted(i for c in chunks for i in c) == list(range(4))
+    for c in chunks:
+        assert len({cells[i].task.N for i in c}) == 1
+
+
+@pytest.mark.parametrize("max_models", [1, 4])
+def test_results_do_not_depend_on_chunking(reference, tmp_path, max_models):
+    out = tmp_path / "run"
+    summary = run_sweep(parse_spec(SPEC), out, device="cpu", max_models=max_models)
+    assert summary.n_chunks == -(-6 // max_models)
+    a, b = _metrics(reference), _metrics(out)
+    pd.testing.assert_frame_equal(a[["cell", "step", "measure"]], b[["cell", "step", "measure"]])
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
+    oa, ob = zipfind.load(reference).onsets, zipfind.load(out).onsets
+    pd.testing.assert_frame_equal(oa, ob, check_exact=False, rtol=1e-4)
+
+
+def test_load_round_trip(reference):
+    run = zipfind.load(reference)
+    assert run.spec.to_dict() == parse_spec(SPEC).to_dict()
+    assert list(run.cells.columns[:1]) == ["cell"] and {"alpha", "B", "K", "lr", "seed"} <= set(run.cells.columns)
+    assert len(run.cells) == 6 and list(run.metrics.columns) == ["cell", "step", "measure", "value"]
+    assert set(run.onsets.cell) == set(range(6))
+    assert {"onset_step", "onset_lo", "onset_hi", "censored", "budget", "induction_step"} <= set(run.onsets.columns)
+    ic = run.ic_correct()
+    assert set(ic) == set(range(6)) and ic[0].shape == (run.metrics.step.nunique(), 32)
+    m = json.loads((reference / "manifest.json").read_text())
+    assert m["n_cells"] == 6 and all(c["status"] == "done" for c in m["chunks"])
+    assert {"zipfind", "torch", "python", "device"} <= set(m)
+
+
+def test_rerun_skips_finished_chunks_and_refuses_a_changed_spec(reference, tmp_path):
+    before = _metrics(reference)
+    summary = run_sweep(parse_spec(SPEC), reference, device="cpu")
+    assert summary.ran_chunks == 0 and summary.skipped_chunks == summary.n_chunks
+    pd.testing.assert_frame_equal(before, _metrics(reference))
+    changed = dict(SPEC, train=dict(SPEC["train"], lr=1e-2))
+    with pytest.raises(RunError, match="different spec"):
+        run_sweep(parse_spec(changed), reference, device="cpu")
+    pd.testing.assert_frame_equal(before, _metrics(reference))  # nothing lost
+
+
+def test_missing_run_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(RunError, match="does not exist"):
+        zipfind.load(tmp_path / "nope")
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from zipfind.config import parse_spec
+    from zipfind.sweep import run_sweep
+    spec, out, when = parse_spec({spec!r}), sys.argv[1], sys.argv[2]
+    def hook(event, f, seen=[]):
+        seen.append(event)
+        if when == "after_commit" and event == "chunk_done":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if when == "mid_chunk" and event == "step" and seen.count("chunk_start") == 2 and f["step"] == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+    run_sweep(spec, out, device="cpu", max_models=2, progress=hook)
+""")
+
+
+@pytest.mark.parametrize("when", ["after_commit", "mid_chunk"])
+def test_killed_sweep_resumes_to_identical_results(reference, tmp_path, when):
+    out = tmp_path / "run"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(spec=SPEC))
+    proc = subprocess.run([sys.executable, str(script), str(out), when], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    files = sorted(p.name for p in (out / "metrics").iterdir())
+    assert files == ["chunk-0000.npz", "chunk-0000.parquet"]  # the killed chunk left nothing visible
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["status"] for c in manifest["chunks"]] == ["done", "pending", "pending"]
+    summary = run_sweep(parse_spec(SPEC), out, device="cpu")
+    assert summary.ran_chunks == 2
+    a, b = _metrics(reference), _metrics(out)
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_ray_executor_equals_local(reference, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "run"
+    run_sweep(parse_spec(SPEC), out, device="cpu", executor="ray", max_models=3)
+    a, b = _metrics(reference), _metrics(out)
+    pd.testing.assert_frame_equal(a[["cell", "step", "measure"]], b[["cell", "step", "measure"]])
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
