@@ -132,7 +132,8 @@ def harmonic_number(K_: np.ndarray | float, s_: np.ndarray | float) -> np.ndarra
         n = 2 * j + 1  # derivative order: f^(n)(x) = (-1)^n (s)_n x^(-s-n)
         deriv = lambda x: (-1) ** n * _pochhammer(s_, n) * x ** (-s_ - n)  # noqa: E731
         tail = tail + c * (deriv(Kc) - deriv(a))
-    return np.where(K_ >= a, head + tail, head)
+    out = np.where(K_ >= a, head + tail, head)
+    return np.where(s_ == 0, np.floor(np.maximum(K_, 0.0)), out)  # exact count at s = 0
 
 
 def zipf_probs(alpha_: float, K_: int) -> np.ndarray:
@@ -289,17 +290,25 @@ def unmemorised_mass(alpha_, K_, m_) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 # Large-K asymptotics
 # ---------------------------------------------------------------------------------------------------------------
-_STIELTJES = (0.5772156649015329, -0.0728158454836767, -0.0096903631928723)
+# Stieltjes constants gamma_0..gamma_5: zeta(s) = 1/(s-1) + sum_n (-1)^n gamma_n (s-1)^n / n!
+_STIELTJES = (
+    0.5772156649015329, -0.0728158454836767, -0.0096903631928723, 0.0020538344203033, 0.0023253700654673,
+    0.0007933238173010,
+)
 
 
 def _zeta_minus_pole(s_: np.ndarray) -> np.ndarray:
-    """zeta(s) - 1/(s-1), analytic at s = 1 (Stieltjes series near the pole)."""
+    """zeta(s) - 1/(s-1), analytic at s = 1 (Stieltjes series within 0.05 of the pole)."""
     d = s_ - 1
-    near = np.abs(d) < 1e-4
+    near = np.abs(d) < 0.05
     with np.errstate(divide="ignore", invalid="ignore"):
         far = _zeta_numeric(np.where(near, 2.0, s_)) - 1 / np.where(near, 1.0, d)
-    g0, g1, g2 = _STIELTJES
-    return np.where(near, g0 - g1 * d + g2 / 2 * d**2, far)
+    series = np.zeros_like(d)
+    fact = 1.0
+    for n, g in enumerate(_STIELTJES):
+        fact = fact * max(n, 1)
+        series = series + (-1) ** n * g * d**n / fact
+    return np.where(near, series, far)
 
 
 def harmonic_asymptotic(K_, s_, order: int = 3) -> np.ndarray:
