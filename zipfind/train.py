@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from .config import Cell, ModelConfig
-from .data import EVAL_KINDS, derive_seed, draw, draw_buffer, make_table, probe_draws, sample
+from .data import EVAL_KINDS, Batch, TaskTable, derive_seed, draw, draw_buffer, make_table, probe_draws, sample
 from .measures import evaluate
-from .model import forward, init_params
+from .model import Params, forward, init_params
 from .optim import StackedOptimizer
 
 
@@ -58,48 +58,90 @@ def cell_seeds(cell: Cell, spec_seed: int) -> dict[str, int]:
     return {p: derive_seed(spec_seed, cell.train.seed, p) for p in ("task", "init", "data")}
 
 
+@dataclass
+class Chunk:
+    """The mutable training state of one chunk (the one place in zipfind that holds state)."""
+
+    cells: list[Cell]
+    model: ModelConfig
+    table: TaskTable
+    params: Params
+    opt: StackedOptimizer
+    gens: list[torch.Generator]
+    buf: torch.Tensor  # [M, batch, n] standard normals, refilled every step
+    active: torch.Tensor  # [M] bool: not diverged
+    div_step: torch.Tensor  # [M] long: first step with a non-finite loss or gradient, -1 if none
+
+
+def setup_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int,
+                device: str | torch.device = "cpu") -> Chunk:
+    """Task tables, initial weights, optimizer and data streams of stackable cells."""
+    dev = resolve_device(str(device))
+    if len({chunk_key(c, model) for c in cells}) != 1:
+        raise ValueError("cells of one chunk must share N, L, D, batch, steps, eval_every, n_probe, optimizer")
+    seeds = [cell_seeds(c, spec_seed) for c in cells]
+    table = make_table([c.task for c in cells], [s["task"] for s in seeds], dev)
+    params = init_params(model, table.D, 2 * table.N + 1, table.L, [s["init"] for s in seeds],
+                         [c.train.init_scale for c in cells], dev)
+    for p in params.values():
+        p.requires_grad_(True)
+    col = lambda name: torch.tensor([getattr(c.train, name) for c in cells], dtype=torch.float32, device=dev)
+    opt = StackedOptimizer(params, cells[0].train.optimizer, col("lr"), col("beta1"), col("beta2"),
+                           col("weight_decay"), col("clip"))
+    M = len(cells)
+    return Chunk(list(cells), model, table, params, opt,
+                 gens=[torch.Generator(device=dev).manual_seed(s["data"]) for s in seeds],
+                 buf=draw_buffer(table, cells[0].train.batch),
+                 active=torch.ones(M, dtype=torch.bool, device=dev),
+                 div_step=torch.full((M,), -1, dtype=torch.long, device=dev))
+
+
+def batch_loss(params: Params, model: ModelConfig, batch: Batch) -> torch.Tensor:
+    """Each model's mean cross-entropy on the query label: [M]."""
+    logits = forward(params, batch.tokens, model).logits  # [M, b, L]
+    M = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(M, -1).mean(1)
+
+
+def train_step(ch: Chunk, step: int) -> torch.Tensor:
+    """One step for every model (sample, forward, backward, update); returns the losses [M], no host sync.
+
+    A model whose loss or gradient is not finite is marked inactive and frozen from this step on.
+    """
+    batch = sample(ch.table, draw(ch.gens, ch.table, ch.buf))
+    loss = batch_loss(ch.params, ch.model, batch)
+    ok = torch.isfinite(loss)
+    ch.div_step = torch.where(ch.active & ~ok, step, ch.div_step)
+    ch.active = ch.active & ok
+    grads = torch.autograd.grad(torch.where(ch.active, loss, torch.zeros_like(loss)).sum(), list(ch.params.values()))
+    norm = ch.opt.step(grads, ch.active)
+    ch.div_step = torch.where(ch.active & ~torch.isfinite(norm), step, ch.div_step)
+    ch.active = ch.active & torch.isfinite(norm)
+    return loss.detach()
+
+
 def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, device: str | torch.device = "cpu",
                 progress: Callable[[int], None] | None = None) -> ChunkResult:
     """Train the cells together as one stacked model; returns their metrics as plain data."""
     t0 = time.perf_counter()
-    dev = resolve_device(str(device))
-    keys = {chunk_key(c, model) for c in cells}
-    if len(keys) != 1:
-        raise ValueError("cells of one chunk must share N, L, D, batch, steps, eval_every, n_probe, optimizer")
-    tr = cells[0].train
-    T = 2 * cells[0].task.N + 1
-    seeds = [cell_seeds(c, spec_seed) for c in cells]
-    table = make_table([c.task for c in cells], [s["task"] for s in seeds], dev)
-    params = init_params(model, table.D, T, table.L, [s["init"] for s in seeds],
-                         [c.train.init_scale for c in cells], dev)
-    col = lambda name: torch.tensor([getattr(c.train, name) for c in cells], dtype=torch.float32, device=dev)
-    opt = StackedOptimizer(params, tr.optimizer, col("lr"), col("beta1"), col("beta2"), col("weight_decay"),
-                           col("clip"))
-    gens = [torch.Generator(device=dev).manual_seed(s["data"]) for s in seeds]
-    probes = {k: sample(table, probe_draws(derive_seed(spec_seed, "probe", k), tr.n_probe, table), k)
+    ch = setup_chunk(cells, model, spec_seed, device)
+    tr, dev, M = cells[0].train, ch.buf.device, len(cells)
+    probes = {k: sample(ch.table, probe_draws(derive_seed(spec_seed, "probe", k), tr.n_probe, ch.table), k)
               for k in EVAL_KINDS}
-    plist = list(params.values())
-    for p in plist:
-        p.requires_grad_(True)
-
-    M = len(cells)
-    active = torch.ones(M, dtype=torch.bool, device=dev)
-    div_step = torch.full((M,), -1, dtype=torch.long, device=dev)
     loss_sum = torch.zeros(M, device=dev)
     n_since = 0
     rows: list[pd.DataFrame] = []
     ic_correct: list[np.ndarray] = []
     eval_s = 0.0
-    buf = draw_buffer(table, tr.batch)  # [M, batch, n] standard normals, refilled every step
-    ckpts = checkpoint_steps(tr.steps, tr.eval_every)
+    ckpts = set(checkpoint_steps(tr.steps, tr.eval_every))
 
     def checkpoint(step: int) -> None:
         nonlocal eval_s, n_since, loss_sum
         te = time.perf_counter()
-        values, correct = evaluate(params, model, probes)
+        values, correct = evaluate(ch.params, model, probes)
         if n_since:
             values["train_loss"] = loss_sum / n_since
-        values["diverged"] = (~active).float()
+        values["diverged"] = (~ch.active).float()
         names = list(values)
         mat = torch.stack([values[k].float() for k in names], 1).cpu().numpy()  # [M, measures]
         rows.append(pd.DataFrame({
@@ -114,25 +156,15 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
 
     checkpoint(0)
     for step in range(1, tr.steps + 1):
-        z = draw(gens, table, buf)
-        batch = sample(table, z)
-        logits = forward(params, batch.tokens, model).logits  # [M, b, L]
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(M, -1).mean(1)
-        ok = torch.isfinite(loss)
-        div_step = torch.where(active & ~ok, step, div_step)
-        active = active & ok
-        grads = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), plist)
-        norm = opt.step(grads, active)
-        div_step = torch.where(active & ~torch.isfinite(norm), step, div_step)
-        active = active & torch.isfinite(norm)
-        loss_sum = loss_sum + torch.where(active, loss.detach(), torch.full_like(loss, float("nan")))
+        loss = train_step(ch, step)
+        loss_sum = loss_sum + torch.where(ch.active, loss, torch.full_like(loss, float("nan")))
         n_since += 1
         if step in ckpts:
             checkpoint(step)
         if progress is not None:
             progress(step)
 
-    div = div_step.cpu().tolist()
+    div = ch.div_step.cpu().tolist()
     ic = np.stack(ic_correct, 1)  # [M, n_checkpoints, n_probe]
     return ChunkResult(
         metrics=pd.concat(rows, ignore_index=True),
