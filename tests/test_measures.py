@@ -184,15 +184,18 @@ def _slice(params: Params, m: int) -> Params:
     return {k: v[m : m + 1].clone() for k, v in params.items()}
 
 
+N_STACK = 128  # probe sequences per set in the stacking checks (equality must hold for any batch)
+
+
 def _stack_check(cfg: ModelConfig, tasks: list[TaskConfig], seeds: list[int], params: Params) -> None:
     """evaluate() on the M stacked models equals evaluate() on each alone (its own one-model task table)."""
     kinds = ("ic", "ic2", "iw")
     table = make_table(tasks, seeds, "cpu")
-    draws = probe_draws(PROBE_SEED, 256, table)
+    draws = probe_draws(PROBE_SEED, N_STACK, table)
     out, ic_correct = evaluate(params, cfg, {k: sample(table, draws, k) for k in kinds})
     for m, (task, seed) in enumerate(zip(tasks, seeds)):
         one = make_table([task], [seed], "cpu")
-        d1 = probe_draws(PROBE_SEED, 256, one)
+        d1 = probe_draws(PROBE_SEED, N_STACK, one)
         out1, ic1 = evaluate(_slice(params, m), cfg, {k: sample(one, d1, k) for k in kinds})
         assert out1.keys() == out.keys()
         for k in out:
