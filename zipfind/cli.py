@@ -196,3 +196,59 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@app.command()
+def bench(
+    config: Annotated[Optional[list[Path]], typer.Option(help="Spec file(s) to benchmark (repeatable; default: "
+                                                              "sims/quick.toml and sims/bench_small.toml).")] = None,
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated M values (default: 1,8,32 on CPU; "
+                                                       "1,8,32,128 on GPU).")] = None,
+    device: DeviceOpt = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the stacked loss.")] = False,
+    dtype: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
+    repeats: Annotated[int, typer.Option(help="Interleaved timing repeats per M.")] = 3,
+    no_loop: Annotated[bool, typer.Option("--no-loop", help="Skip the one-model-at-a-time baseline.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list of records instead of a table.")] = False,
+) -> None:
+    """Stacked engine vs a plain one-model-at-a-time loop: model-steps/s, ratio, FLOP/s vs peak, data share, memory."""
+    import json
+
+    import torch
+
+    from .bench import run_bench
+    from .config import load_spec
+    from .train import resolve_device
+
+    _check_device(device)
+    if dtype not in ("fp32", "bf16"):
+        fail(f"--dtype: {dtype!r} is not allowed; one of fp32, bf16")
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        fail("--device: 'cuda' is not available on this machine; use cpu or auto")
+    try:
+        ms = [int(x) for x in (models or ("1,8,32,128" if dev.type == "cuda" else "1,8,32")).split(",")]
+        assert all(m >= 1 for m in ms)
+    except (ValueError, AssertionError):
+        fail(f"--models: {models!r} is not allowed; comma-separated positive integers, e.g. 1,8,32")
+    paths = config or [SPECS / "quick.toml", SPECS / "bench_small.toml"]
+    records = []
+    with user_errors():
+        for p in paths:
+            spec = load_spec(p)
+            records += run_bench(spec, ms, dev, repeats=repeats, compile=compile, dtype=dtype, loop=not no_loop,
+                                 config_name=p.stem)
+    if as_json:
+        typer.echo(json.dumps(records, indent=1))
+        return
+    t = Table(title=f"zipfind bench on {records[0]['device']} ({dtype})")
+    for c in ["config", "M", "stacked steps/s", "loop steps/s", "ratio", "GFLOP/s", "% of peak", "data share",
+              "MB/model"]:
+        t.add_column(c, justify="right")
+    for r in records:
+        t.add_row(r["config"], str(r["M"]),
+                  f"{r['stacked_model_steps_per_s']:.1f} ±{100 * r['stacked_spread']:.0f}%",
+                  f"{r['loop_model_steps_per_s']:.1f} ±{100 * r['loop_spread']:.0f}%", f"{r['ratio']:.2f}x",
+                  f"{r['achieved_gflops']:.1f}", f"{100 * r['peak_fraction']:.0f}% of {r['peak_gflops']:.0f}",
+                  f"{100 * r['data_share']:.1f}%", f"{r['peak_mem_per_model_mb']:.1f}")
+    out.print(t)

@@ -103,13 +103,14 @@ def batch_loss(params: Params, model: ModelConfig, batch: Batch) -> torch.Tensor
     return F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(M, -1).mean(1)
 
 
-def train_step(ch: Chunk, step: int) -> torch.Tensor:
+def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] = batch_loss) -> torch.Tensor:
     """One step for every model (sample, forward, backward, update); returns the losses [M], no host sync.
 
-    A model whose loss or gradient is not finite is marked inactive and frozen from this step on.
+    A model whose loss or gradient is not finite is marked inactive and frozen from this step on. `loss_fn`
+    may be a compiled `batch_loss`.
     """
     batch = sample(ch.table, draw(ch.gens, ch.table, ch.buf))
-    loss = batch_loss(ch.params, ch.model, batch)
+    loss = loss_fn(ch.params, ch.model, batch)
     ok = torch.isfinite(loss)
     ch.div_step = torch.where(ch.active & ~ok, step, ch.div_step)
     ch.active = ch.active & ok

@@ -1,0 +1,55 @@
+"""The benchmark compares equal work: FLOP count by hand, identical loss trajectories, and a parseable --json."""
+
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from zipfind.bench import forward_macs, make_loop, step_flops
+from zipfind.cli import app
+from zipfind.config import ModelConfig, parse_spec
+from zipfind.train import setup_chunk, train_step
+
+TINY = {"task": {"K": 64, "N": 2, "L": 4, "D": 3}, "model": {"d_model": 4},
+        "train": {"batch": 8, "steps": 4, "eval_every": 2, "n_probe": 8}, "grid": {"alpha": [0.0, 1.5], "B": [1, 2]}}
+
+
+def test_flop_count_matches_a_hand_count():
+    # T = 5, D = 3, d = 4, L = 4, two layers:
+    # embedding 5*3*4 = 60; layer 1: 4*5*4*4 + 2*5*5*4 = 320 + 200 = 520;
+    # last layer: K,V 2*5*4*4 = 160, Q,O 2*4*4 = 32, query row scores + mixing 2*5*4 = 40; readout 4*4 = 16
+    assert forward_macs(ModelConfig(d_model=4), N=2, D=3, L=4) == 60 + 520 + 160 + 32 + 40 + 16
+    spec = parse_spec(TINY)
+    assert step_flops(spec.model, spec.expand()[0]) == 6 * 8 * 828
+    # MLP readout (h = 5): d*h + h*h + h*L = 20 + 25 + 20 instead of 16
+    assert forward_macs(ModelConfig(d_model=4, readout="mlp", mlp_hidden=5), N=2, D=3, L=4) == 828 - 16 + 65
+
+
+def test_loop_baseline_follows_the_stacked_trajectory():
+    spec = parse_spec({**TINY, "task": {"K": 128, "N": 4, "L": 8, "D": 15}, "model": {"d_model": 16, "heads": 2},
+                       "train": {"batch": 16, "steps": 4, "eval_every": 2, "lr": 1e-2}})
+    cells = spec.expand()
+    chunk = setup_chunk(cells, spec.model, spec.seed)
+    loop = make_loop(cells, spec.model, spec.seed, chunk)
+    for step in range(1, 9):
+        stacked = train_step(chunk, step)
+        looped = torch.stack(loop.step())
+        torch.testing.assert_close(stacked, looped, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_json_has_every_field(tmp_path):
+    spec = tmp_path / "b.toml"
+    spec.write_text('name = "b"\n[task]\nK = 64\nN = 2\nL = 4\nD = 3\n[model]\nd_model = 4\n'
+                    '[train]\nbatch = 8\nsteps = 4\neval_every = 2\nn_probe = 8\n')
+    res = CliRunner().invoke(app, ["bench", "--config", str(spec), "--models", "1,2", "--device", "cpu",
+                                   "--repeats", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    records = json.loads(res.stdout)
+    assert [r["M"] for r in records] == [1, 2]
+    fields = {"config", "device", "M", "stacked_model_steps_per_s", "loop_model_steps_per_s", "ratio",
+              "achieved_gflops", "peak_gflops", "peak_fraction", "data_share", "peak_mem_per_model_mb"}
+    for r in records:
+        assert fields <= set(r)
+        assert r["stacked_model_steps_per_s"] > 0 and r["loop_model_steps_per_s"] > 0 and r["peak_gflops"] > 0
+        assert abs(r["ratio"] - r["stacked_model_steps_per_s"] / r["loop_model_steps_per_s"]) < 1e-9
+        assert 0 <= r["data_share"] <= 1.5

@@ -1,0 +1,222 @@
+"""Throughput benchmark: the stacked engine against the loop a researcher would write, side by side.
+
+Both sides run full training steps (sampling, forward, backward, optimizer) on the same cells, data streams and
+initial weights: the stacked side is `train.train_step` on a chunk of M models; the loop side trains M plain
+`PlainTransformer` modules, each with its own `torch.optim.Adam`, one after another in a Python loop. The two
+are timed interleaved in one process after a warm-up, so machine noise hits both alike.
+
+FLOP count (`step_flops`): multiply-adds of the stacked forward, times 2 FLOPs each, times 3 for forward plus
+backward; elementwise work (softmax, optimizer) is not counted. Per sequence of T = 2N+1 tokens:
+embedding T*D*d; each layer but the last 4*T*d*d (Q, K, V, O) + 2*T*T*d (scores, mixing); the last layer only
+reads the query row: 2*T*d*d (K, V) + 2*d*d (Q, O) + 2*T*d; readout d*L (linear) or d*h + h*h + h*L (MLP).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import Cell, ModelConfig, Spec
+from .data import draw, draw_buffer, make_table, sample
+from .train import Chunk, batch_loss, cell_seeds, setup_chunk, train_step
+
+
+def forward_macs(model: ModelConfig, N: int, D: int, L: int) -> int:
+    """Multiply-adds of one sequence's forward pass through the stacked engine (see module docstring)."""
+    T, d = 2 * N + 1, model.d_model
+    macs = T * D * d + (model.layers - 1) * (4 * T * d * d + 2 * T * T * d) + 2 * T * d * d + 2 * d * d + 2 * T * d
+    h = model.mlp_hidden
+    return macs + (d * L if model.readout == "linear" else d * h + h * h + h * L)
+
+
+def step_flops(model: ModelConfig, cell: Cell) -> int:
+    """FLOPs of one training step of one model: 2 FLOPs per MAC, x3 for forward + backward, x batch."""
+    return 6 * cell.train.batch * forward_macs(model, cell.task.N, cell.task.D, cell.task.L)
+
+
+class PlainTransformer(nn.Module):
+    """One attention-only transformer written the ordinary way (nn.Linear, SDPA): the benchmark's baseline."""
+
+    def __init__(self, model: ModelConfig, D: int, T: int, L: int):
+        super().__init__()
+        if model.layernorm or model.readout != "linear":
+            raise ValueError("the loop baseline implements the default architecture (no LayerNorm, linear readout)")
+        d, self.H = model.d_model, model.heads
+        self.emb = nn.Linear(D, d, bias=False)
+        self.pos = nn.Parameter(torch.zeros(T, d))
+        self.qkv = nn.ModuleList(nn.Linear(d, 3 * d, bias=False) for _ in range(model.layers))
+        self.o = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(model.layers))
+        self.out = nn.Linear(d, L)
+
+    @torch.no_grad()
+    def load_stacked(self, params: dict[str, torch.Tensor], m: int) -> "PlainTransformer":
+        """Copy model m of a stacked parameter dict (stacked weights are [in, out]; nn.Linear's are [out, in])."""
+        self.emb.weight.copy_(params["emb"][m].T)
+        self.pos.copy_(params["pos"][m])
+        for l, (qkv, o) in enumerate(zip(self.qkv, self.o)):
+            qkv.weight.copy_(torch.cat([params[f"{n}{l}"][m] for n in "qkv"], 1).T)
+            o.weight.copy_(params[f"o{l}"][m].T)
+        self.out.weight.copy_(params["out_w"][m].T)
+        self.out.bias.copy_(params["out_b"][m])
+        return self
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        b, T, _ = tokens.shape
+        h = self.emb(tokens) + self.pos  # [b, T, d]
+        for qkv, o in zip(self.qkv, self.o):
+            q, k, v = qkv(h).view(b, T, 3, self.H, -1).permute(2, 0, 3, 1, 4)  # 3 x [b, H, T, dh]
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [b, H, T, dh]
+            h = h + o(z.transpose(1, 2).reshape(b, T, -1))
+        return self.out(h[:, -1])  # [b, L]
+
+
+@dataclass
+class LoopBaseline:
+    """M plain models with their own Adam, sampler table and data stream, trained one at a time."""
+
+    modules: list[PlainTransformer]
+    opts: list[torch.optim.Optimizer]
+    tables: list[Any]
+    gens: list[torch.Generator]
+    bufs: list[torch.Tensor]
+
+    def step(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        losses = []
+        for net, opt, table, g, buf in zip(self.modules, self.opts, self.tables, self.gens, self.bufs):
+            batch = sample(table, draw([g], table, buf))
+            with _autocast(buf.device, dtype):
+                loss = F.cross_entropy(net(batch.tokens[0]).float(), batch.target[0])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        return losses
+
+
+def make_loop(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, chunk: Chunk) -> LoopBaseline:
+    """The loop baseline on the same cells, initial weights and data streams as `chunk`."""
+    dev = chunk.buf.device
+    mods, opts, tables, gens, bufs = [], [], [], [], []
+    for m, c in enumerate(cells):
+        s = cell_seeds(c, spec_seed)
+        net = PlainTransformer(model, c.task.D, 2 * c.task.N + 1, c.task.L).to(dev).load_stacked(chunk.params, m)
+        mods.append(net)
+        opts.append(torch.optim.Adam(net.parameters(), lr=c.train.lr, betas=(c.train.beta1, c.train.beta2),
+                                     weight_decay=c.train.weight_decay))
+        table = make_table([c.task], [s["task"]], dev)
+        tables.append(table)
+        gens.append(torch.Generator(device=dev).manual_seed(s["data"]))
+        bufs.append(draw_buffer(table, c.train.batch))
+    return LoopBaseline(mods, opts, tables, gens, bufs)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else torch.autocast(device.type, enabled=False)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, repeats: int = 5) -> float:
+    """Measured fp32 matmul throughput of the device in GFLOP/s (a large square matmul, best of `repeats`)."""
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(3 if device.type == "cpu" else 10):
+            a @ b
+        _sync(device)
+        best = min(best, (time.perf_counter() - t) / (3 if device.type == "cpu" else 10))
+    return 2 * n**3 / best / 1e9
+
+
+def bench_cells(spec: Spec, M: int) -> list[Cell]:
+    """M cells cycling through the spec's grid (different alpha, B, ...) with distinct replicate seeds."""
+    base = spec.expand()
+    return [replace(base[i % len(base)], index=i, train=replace(base[i % len(base)].train, seed=1000 + i))
+            for i in range(M)]
+
+
+def _timed(fn, device: torch.device, n: int) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def run_bench(spec: Spec, models: Sequence[int], device: torch.device, *, repeats: int = 3,
+              min_time: float = 0.5, compile: bool = False, dtype: Literal["fp32", "bf16"] = "fp32",
+              loop: bool = True, config_name: str | None = None) -> list[dict[str, Any]]:
+    """Benchmark records, one per M (see `zipfind bench --json`)."""
+    amp = torch.bfloat16 if dtype == "bf16" else None
+    peak = matmul_peak(device)
+    records = []
+    for M in models:
+        cells = bench_cells(spec, M)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        chunk = setup_chunk(cells, spec.model, spec.seed, device)
+        loss_fn = torch.compile(batch_loss) if compile else batch_loss
+        step_no = [0]
+
+        def stacked() -> None:
+            step_no[0] += 1
+            with _autocast(device, amp):
+                train_step(chunk, step_no[0], loss_fn)
+
+        def sampling() -> None:
+            sample(chunk.table, draw(chunk.gens, chunk.table, chunk.buf))
+
+        baseline = make_loop(cells, spec.model, spec.seed, chunk) if loop else None
+        for _ in range(2):  # warm-up (and compilation)
+            stacked()
+            if baseline:
+                baseline.step(amp)
+        n_s = max(2, math.ceil(min_time / max(_timed(stacked, device, 1), 1e-6)))
+        n_l = max(1, math.ceil(min_time / max(_timed(lambda: baseline.step(amp), device, 1), 1e-6))) if baseline else 0
+        st, lp, ds = [], [], []
+        for _ in range(repeats):  # interleaved
+            st.append(M * n_s / _timed(stacked, device, n_s))
+            ds.append(_timed(sampling, device, n_s) / (M * n_s / st[-1]))
+            if baseline:
+                lp.append(M * n_l / _timed(lambda: baseline.step(amp), device, n_l))
+        mem = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+               else max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024)
+        flops = step_flops(spec.model, cells[0])
+        s_med = statistics.median(st)
+        l_med = statistics.median(lp) if lp else float("nan")
+        records.append({
+            "config": config_name or spec.name, "device": _device_name(device), "M": M, "dtype": dtype,
+            "compile": compile, "stacked_model_steps_per_s": s_med,
+            "stacked_spread": (max(st) - min(st)) / s_med, "loop_model_steps_per_s": l_med,
+            "loop_spread": (max(lp) - min(lp)) / l_med if lp else float("nan"),
+            "ratio": s_med / l_med if lp else float("nan"),
+            "flops_per_model_step": flops, "achieved_gflops": s_med * flops / 1e9, "peak_gflops": peak,
+            "peak_fraction": s_med * flops / 1e9 / peak, "data_share": statistics.median(ds),
+            "peak_mem_per_model_mb": mem / M / 2**20,
+        })
+        del chunk, baseline
+    return records
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
