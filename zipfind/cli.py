@@ -17,12 +17,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .theory.cli import app as theory_app
+from .theory.cli import fit_command
+
 app = typer.Typer(help="zipfind: when do induction heads form? Sweeps of stacked attention-only transformers over "
                        "Zipfian, bursty data; onset detection; analytic timing theories; phase diagrams.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 plot_app = typer.Typer(help="Figures of a run directory (output format from the file name: png, pdf, svg).",
                        no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
+app.add_typer(theory_app, name="theory")
+app.command("fit")(fit_command)
 
 console = Console(stderr=True)
 out = Console()
@@ -252,3 +257,156 @@ def bench(
                   f"{r['achieved_gflops']:.1f}", f"{100 * r['peak_fraction']:.0f}% of {r['peak_gflops']:.0f}",
                   f"{100 * r['data_share']:.1f}%", f"{r['peak_mem_per_model_mb']:.1f}")
     out.print(t)
+
+
+def _figure_path(run_dir: Path, output: Optional[Path], name: str) -> Path:
+    path = output or run_dir / "figures" / f"{name}.png"
+    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+        fail(f"-o: {str(path)!r} is not allowed; the file name must end in .png, .pdf or .svg")
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    from .store import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight")
+    atomic_write(path, buf.getvalue())
+    out.print(f"wrote {path}")
+
+
+def _run_with_onsets(run_dir: Path):
+    from .store import load
+
+    with user_errors():
+        run = load(run_dir)
+    if run.onsets is None or run.onsets.empty:
+        fail(f"run directory: {str(run_dir)!r} has no onsets.parquet; run `zipfind onsets {run_dir}` first")
+    return run
+
+
+def _best_model(fits: list[dict]) -> str:
+    """The fitted model with the lowest held-out error (ties: lower AIC)."""
+    import math
+
+    key = lambda r: (r["heldout_median_abs_log_err"] if math.isfinite(r["heldout_median_abs_log_err"]) else math.inf,
+                     r["aic"])
+    return min(fits, key=key)["model"]
+
+
+OutputOpt = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (.png, .pdf, .svg); "
+                                                                           "default DIR/figures/NAME.png.")]
+
+
+def _phase_diagram(run_dir: Path, output: Optional[Path], x: str, y: str, model: Optional[str]) -> Path:
+    from .plots import phase_diagram, theory_grid
+
+    run = _run_with_onsets(run_dir)
+    for key, axis in (("--x", x), ("--y", y)):
+        if axis not in run.onsets.columns:
+            fail(f"{key}: {axis!r} is not allowed; one of the grid axes {', '.join(run.spec.axes)}")
+    theory = None
+    fits = run.fits
+    if model != "none" and fits:
+        names = [r["model"] for r in fits]
+        if model is not None and model not in names:
+            fail(f"--model: {model!r} is not allowed; one of the fitted models {', '.join(names)}, or none")
+        name = model or _best_model(fits)
+        theory = theory_grid(run.onsets, name, fits, x=x, y=y)
+    path = _figure_path(run_dir, output, "phase_diagram")
+    _save(phase_diagram(run.onsets, x=x, y=y, theory=theory), path)
+    return path
+
+
+@plot_app.command("phase-diagram")
+def plot_phase_diagram(
+    run_dir: RunDir,
+    output: OutputOpt = None,
+    x: Annotated[str, typer.Option("--x", help="Grid axis across.")] = "alpha",
+    y: Annotated[str, typer.Option("--y", help="Grid axis up.")] = "B",
+    model: Annotated[Optional[str], typer.Option(help="Fitted model whose no-onset boundary is drawn (default: "
+                                                      "best held-out error; 'none' to omit).")] = None,
+) -> None:
+    """Median onset over two grid axes, censored cells marked, final IC/IW accuracy beside, theory boundary."""
+    _phase_diagram(run_dir, output, x, y, model)
+
+
+def _parse_where(where: Optional[str]) -> Optional[dict]:
+    if not where:
+        return None
+    sel = {}
+    for part in where.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            fail(f"--where: {where!r} is not allowed; write axis=value pairs, e.g. alpha=1,B=2")
+        try:
+            sel[key.strip()] = float(value)
+        except ValueError:
+            sel[key.strip()] = value.strip()
+    return sel
+
+
+def _curves(run_dir: Path, output: Optional[Path], where: Optional[str], hue: Optional[str]) -> Path:
+    from .plots import learning_curves
+
+    run = _run_with_onsets(run_dir)
+    try:
+        fig = learning_curves(run.metrics, run.onsets, where=_parse_where(where), hue=hue)
+    except ValueError as e:
+        fail(f"--where/--hue: {e}")
+    path = _figure_path(run_dir, output, "curves")
+    _save(fig, path)
+    return path
+
+
+@plot_app.command("curves")
+def plot_curves(
+    run_dir: RunDir,
+    output: OutputOpt = None,
+    where: Annotated[Optional[str], typer.Option(help="Select cells, e.g. alpha=1,B=2.")] = None,
+    hue: Annotated[Optional[str], typer.Option(help="Overlay cells coloured by this axis (one panel per "
+                                                    "measure).")] = None,
+) -> None:
+    """IC, IW, context-label accuracy and induction score against step, onset and interval marked."""
+    _curves(run_dir, output, where, hue)
+
+
+@plot_app.command("fit")
+def plot_fit(
+    run_dir: RunDir,
+    output: OutputOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="Only this fitted model (default: all).")] = None,
+) -> None:
+    """Predicted vs observed onset per fitted model (censored cells and held-out predictions marked)."""
+    from .plots import fit_overlay
+
+    run = _run_with_onsets(run_dir)
+    preds = run.predictions
+    if preds is None:
+        fail(f"run directory: {str(run_dir)!r} has no fits; run `zipfind fit {run_dir}` first")
+    names = list(dict.fromkeys(preds["model"]))
+    if model is not None and model not in names:
+        fail(f"--model: {model!r} is not allowed; one of the fitted models {', '.join(names)}")
+    _save(fit_overlay(preds, models=[model] if model else None, fits=run.fits, hue="alpha"),
+          _figure_path(run_dir, output, "fit"))
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/quick"),
+    device: DeviceOpt = "auto",
+    force: Annotated[bool, typer.Option(help="Discard an earlier run of another spec in --out.")] = False,
+) -> None:
+    """The quick sweep end to end: sims/quick.toml -> onsets -> theory fits -> phase diagram and curves."""
+    t0 = time.perf_counter()
+    spec = SPECS / "quick.toml"
+    if not spec.is_file():
+        fail(f"spec: {str(spec)!r} does not exist; run the demo from a source checkout (pip install -e .)")
+    _sweep(spec, out_dir, device, "local", None, force, None)
+    fit_command(run_dir=out_dir, models="", folds=5)
+    figures = [_phase_diagram(out_dir, None, "alpha", "B", None), _curves(out_dir, None, None, "alpha")]
+    plot_fit(out_dir, None, None)
+    out.print(f"demo done in {time.perf_counter() - t0:.0f} s: metrics {out_dir / 'metrics'}, onsets "
+              f"{out_dir / 'onsets.parquet'}, fits {out_dir / 'fits'}, figures {out_dir / 'figures'}")

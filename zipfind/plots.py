@@ -950,3 +950,23 @@ def _scatter_fit(ax, p: pd.DataFrame, color, y_inf: float, hi: float, has_heldou
             if mask.any():
                 ax.scatter(x[mask], y[mask], s=size, marker=marker, facecolors=face, edgecolors=color,
                            linewidths=1.0, alpha=0.9 if filled else 1.0, gid=f"{tag}-{name}", zorder=3)
+
+
+def theory_grid(onsets: pd.DataFrame, model: str, params: object, *, x: str = "alpha", y: str = "B",
+                n: int = 81) -> pd.DataFrame:
+    """A fine (x, y) grid of a fitted model's predicted onset, for the boundary on `phase_diagram`.
+
+    The other model inputs (K, N, L, p_bursty, p_novel, lr) are held at the onsets table's median; `params` is
+    anything `zipfind.theory.predict_onset` accepts (e.g. the fits.json records).
+    """
+    from .theory import predict_onset
+
+    _require(onsets, [x, y, "budget"], "the onsets table")
+    xs = np.linspace(onsets[x].min(), onsets[x].max(), n)
+    ys = np.linspace(onsets[y].min(), onsets[y].max(), n)
+    gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+    fixed = {k: float(onsets[k].median()) for k in ("K", "N", "L", "p_bursty", "p_novel", "lr", "alpha", "B")
+             if k in onsets and k not in (x, y)}
+    pred = predict_onset(model, params, **{x: gx, y: gy}, **fixed)
+    return pd.DataFrame({x: gx, y: gy, "predicted_onset": pred, "budget": float(onsets["budget"].max()),
+                         "model": model})
