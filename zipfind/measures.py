@@ -7,7 +7,12 @@ Circuit scores (on the IC set, Olsson et al. 2022 adapted to this task), per lay
 - prefix_match_LlHh: attention mass from the query to the label tokens that follow context items of the
   query's class, divided by the ideal mass 1; averaged over sequences that have such a target;
 - copying_LlHh: the head's OV output at each context label token, mapped through the readout on the direct
-  path, mean-subtracted, ReLU'd; the attended label's share of the raises, rescaled to -1..1.
+  path, mean-subtracted, ReLU'd; the attended label's share s of the raises, averaged, then rescaled to -1..1
+  with chance at 0: s = 0 -> -1, s = 1/L (labels exchangeable, e.g. at initialisation) -> 0, s = 1 -> 1.
+  (Olsson's 2s - 1 puts 0 at a majority share, which even a hand-built perfect circuit misses here: with L = 32
+  random label vectors in D = 63 dims, the cross-talk of 31 labels outweighs the copied one; measured -0.04 to
+  -0.09, and -0.3 for trained induction heads whose prefix matching is 0.8. Zero at chance makes "positive
+  copying" mean "raises the attended label more than chance".)
 Model level: prev_token_score = best layer-1 head; induction_score = best prefix-matching score among heads of
 layers >= 2 (layer 1 in a one-layer model) whose copying score is positive, 0 if there is none.
 """
@@ -48,8 +53,9 @@ def circuit_scores(params: Params, cfg: ModelConfig, batch: Batch, attn: Tensor,
         logits = readout(params, cfg, out.reshape(M, H * b * N, -1)) - base  # [M, H*b*N, L]
         raise_ = torch.relu(logits - logits.mean(-1, keepdim=True)).view(M, H, b, N, -1)
         own = raise_.gather(-1, batch.ctx_labels[:, None, :, :, None].expand(M, H, b, N, 1))[..., 0]
-        share = own / raise_.sum(-1).clamp(min=1e-12)
-        copying.append(2 * share.mean((-1, -2)) - 1)  # [M, H]
+        share = (own / raise_.sum(-1).clamp(min=1e-12)).mean((-1, -2))  # [M, H]
+        chance = 1.0 / raise_.shape[-1]
+        copying.append(torch.where(share >= chance, (share - chance) / (1 - chance), share / chance - 1))
     copy = torch.stack(copying, 1)  # [M, layers, H]
 
     out: dict[str, Tensor] = {}
