@@ -75,8 +75,8 @@ class OnsetConfig:
 
     0.4 is about 7x chance (1/T = 0.059 at N = 8): on the 288-cell GPU phase diagram it put induction_step within
     one checkpoint (100 steps) of the IC-accuracy onset in 57 of 62 runs that learned in context (median gap 0
-    steps) and crossed in 1 of 226 censored runs; 0.5 missed the B = 4 runs, whose heads settle at 0.41-0.48
-    on the B = 1 probe set (their attention splits between same-class context items learned at B = 4)."""
+    steps) and crossed in 1 of 226 censored runs; 0.5 missed the B = 4 runs, whose prefix-matching scores
+    settle at 0.41-0.48 on the B = 1 probe set."""
 
     def __post_init__(self) -> None:
         checks = {
