@@ -557,8 +557,9 @@ def _m4() -> OnsetModel:
         "accumulated drive reaches A x. No root (drive exhausted first) means no onset.",
         source="this package (after Nguyen & Reddy 2025, Chan et al. 2022, Hutter 2021)",
         note="theory/M4_competition.md", lhs_monotone=True,
-        alpha_boundary="budget-dependent: t* grows like (r A x)^alpha / r for alpha > 1; defaults put the 3000-step "
-        "boundary near alpha = 1.3; with p_novel = 0 no onset at all when r A x >= sum_k q_k",
+        alpha_boundary="budget-dependent: for alpha > 1, t* ~ (zeta(alpha)/r) (r A x / (p_b Gamma(1 - 1/alpha)))^alpha "
+        "grows geometrically in alpha; defaults cross 3000 steps at alpha 0.45 / 1.10 / 1.39 for B = 1 / 2 / 4. "
+        "No onset at all (any alpha) when p_novel = 0 and r A x >= sum_k q_k",
     )
 
 
@@ -595,7 +596,8 @@ def _m6() -> OnsetModel:
         "gets there: a censoring boundary in alpha that more training does not move.",
         source="this package (motivated by transient ICL, Singh et al. 2023, arXiv 2311.08360)",
         note="theory/M6_leaky_competition.md",
-        alpha_boundary="budget-independent: no onset ever where max_tau I(tau) < A x",
+        alpha_boundary="budget-independent: no onset ever where max_tau I(tau) < A x, roughly where M4's onset "
+        "exceeds ~1/lam; defaults: alpha > 0.74 / 1.42 / 1.71 for B = 1 / 2 / 4",
     )
 
 
