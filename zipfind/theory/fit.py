@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
-from scipy.stats import norm
+from scipy.special import log_ndtr
 
 from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model
 
@@ -27,6 +26,7 @@ __all__ = [
 Interval = Literal["profile", "bootstrap", "none"]
 Censoring = Literal["tobit", "drop"]
 
+_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 CAP_NATS = 20.0  # predictions are capped at budget * e^20 so "never" stays a finite, flat penalty
 PROFILE_DELTA = 0.5 * 3.841458820694124  # chi2(1) 95% / 2
 SIGMA_BOUNDS = (1e-3, 10.0)
@@ -104,14 +104,14 @@ def _tobit(log_pred: np.ndarray, sigma: float, data: OnsetData, censoring: Censo
     obs = ~data.censored
     dmu = np.zeros_like(mu)
     z = (np.log(np.where(obs, data.onset, 1.0)) - mu) / sigma
-    ll = np.sum(norm.logpdf(z[obs])) - obs.sum() * np.log(sigma)
+    ll = np.sum(-0.5 * z[obs] ** 2 - _LOG_SQRT_2PI) - obs.sum() * np.log(sigma)
     dmu[obs] = z[obs] / sigma
     dls = float(np.sum(z[obs] ** 2 - 1))
     if censoring == "tobit":
         cen = ~obs
         zc = (log_b[cen] - mu[cen]) / sigma
-        logsf = norm.logsf(zc)
-        hazard = np.exp(norm.logpdf(zc) - logsf)  # inverse Mills ratio
+        logsf = log_ndtr(-zc)  # ln P(Z > zc)
+        hazard = np.exp(-0.5 * zc**2 - _LOG_SQRT_2PI - logsf)  # inverse Mills ratio
         ll += np.sum(logsf)
         dmu[cen] = hazard / sigma
         dls += float(np.sum(hazard * zc))
@@ -130,7 +130,8 @@ def censored_loglik(log_pred: np.ndarray, sigma: float, data: OnsetData, censori
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ParamEstimate:
-    """Point estimate and 95% interval (lo/hi infinite or 0 where the interval is open); fixed = not fitted."""
+    """Point estimate and 95% interval: lo/hi are 0 or +-inf where the profile never closes within the optimiser
+    bounds, NaN where no interval was computed or the parameter is fixed (both null in fits.json)."""
 
     value: float
     lo: float
@@ -228,6 +229,8 @@ class FitReport:
 def _fmt_param(name: str, e: ParamEstimate) -> str:
     if e.fixed:
         return f"{name}={e.value:.3g} (fixed)"
+    if np.isnan(e.lo) and np.isnan(e.hi):
+        return f"{name}={e.value:.3g}"
     lo = f"{e.lo:.3g}" if np.isfinite(e.lo) else "-inf"
     hi = f"{e.hi:.3g}" if np.isfinite(e.hi) else "inf"
     return f"{name}={e.value:.3g} [{lo}, {hi}]"
@@ -367,6 +370,8 @@ def _minimize(prob: _Problem, u0: np.ndarray, fixed: dict[int, float] | None = N
         val, g = prob.nll_grad(full(v))
         return val, g[idx]
 
+    from scipy.optimize import minimize  # deferred: keeps `import zipfind.theory` light
+
     start = np.clip(base[idx], [bounds[j][0] for j in idx], [bounds[j][1] for j in idx])
     # TNC, not L-BFGS-B: scipy's L-BFGS-B calls threaded BLAS on tiny vectors, ~50x slower on a busy machine
     res = minimize(fun, start, jac=True, method="TNC", bounds=[bounds[j] for j in idx], options={"maxfun": 2000})
@@ -438,6 +443,8 @@ def _illinois(fun, a: float, fa: float, b: float, fb: float, xtol: float = 1e-3,
 
 
 def _to_natural(p, u: float) -> float:
+    if np.isnan(u):
+        return np.nan
     if p is None or p.positive:
         return float(np.exp(u)) if np.isfinite(u) else (0.0 if u < 0 else np.inf)
     return float(u)
@@ -516,7 +523,9 @@ def fit_model(
             draws.append(u_b)
         if draws:
             lo_u, hi_u = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
-    elif interval != "none":
+    elif interval == "none":
+        lo_u[:] = hi_u[:] = np.nan
+    else:
         raise ValueError(f"interval must be profile, bootstrap or none, got {interval!r}")
 
     theta = prob.theta(u_hat[:-1])
