@@ -115,10 +115,19 @@ def predict(
         "L": _numbers("L", L), "p_bursty": _numbers("p_bursty", p_bursty), "p_novel": _numbers("p_novel", p_novel),
         "lr": _numbers("lr", lr),
     }
-    if np.any(grid["B"] < 0):
-        _fail("B", B, "burst lengths >= 0")
-    if np.any(grid["K"] < 1) or np.any(grid["K"] != np.round(grid["K"])):
-        _fail("K", K, "integers >= 1")
+    checks = {
+        "alpha": (alpha, lambda v: v >= 0, "Zipf exponents >= 0"),
+        "B": (B, lambda v: v >= 0, "burst lengths >= 0"),
+        "K": (K, lambda v: (v >= 1) & (v == np.round(v)), "integers >= 1"),
+        "N": (N, lambda v: v > 0, "context sizes > 0"),
+        "L": (L, lambda v: v > 0, "label counts > 0"),
+        "p_bursty": (p_bursty, lambda v: (v >= 0) & (v <= 1), "fractions in [0, 1]"),
+        "p_novel": (p_novel, lambda v: (v >= 0) & (v <= 1), "fractions in [0, 1]"),
+        "lr": (lr, lambda v: v > 0, "learning rates > 0"),
+    }
+    for key, (text, ok, allowed) in checks.items():
+        if not np.all(ok(grid[key])):
+            _fail(key, text, allowed)
     theta = None
     if params is not None:
         if not params.is_file():

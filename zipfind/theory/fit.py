@@ -185,6 +185,7 @@ class ModelFit:
         num = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
         return {
             "model": self.model,
+            "title": get_model(self.model).title,
             "params": {name: est.as_dict() for name, est in self.params.items()},
             "aic": num(self.aic), "bic": num(self.bic), "loglik": num(self.loglik), "k": self.k,
             "n_cells": self.n_cells, "n_censored": self.n_censored,

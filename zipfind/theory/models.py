@@ -614,9 +614,11 @@ def get_model(name: str) -> OnsetModel:
 
 def resolve_params(model: OnsetModel, params: Any = None) -> dict[str, float]:
     """Parameter values from None (defaults), {name: value}, {name: {"value": v}}, a fits.json record or list
-    of records, or an object with a ``values()`` method returning {name: value} (a fit result)."""
+    of records, a fit result (``values()`` returning {name: value}) or a FitReport holding the model."""
     if params is None:
         return model.defaults
+    if hasattr(params, "fits") and hasattr(params, "__getitem__"):  # a FitReport
+        params = params[model.name]
     if hasattr(params, "values") and callable(params.values) and not isinstance(params, Mapping):
         params = params.values()
     if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):

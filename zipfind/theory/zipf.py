@@ -18,7 +18,6 @@ from sympy import (
     Max,
     Min,
     Piecewise,
-    Rational,
     Sum,
     Symbol,
     ceiling,
