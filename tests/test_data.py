@@ -136,3 +136,25 @@ def test_chunk_mates_do_not_change_a_models_stream():
     b1, b2 = sample(t1, z1), sample(t2, z2)
     assert torch.equal(b1.classes[0], b2.classes[1])
     assert torch.allclose(b1.tokens[0], b2.tokens[1])
+
+
+def test_sampling_without_replacement_has_the_successive_sampling_law():
+    """Ordered pairs (c1, c2) of distinct classes: P = p_c1 * p_c2 / (1 - p_c1) (chi-square at a fixed seed)."""
+    from zipfind.data import _distinct
+
+    K = 5
+    table = make_table([TaskConfig(K=K, L=4, N=4, D=3, alpha=1.0)], [0], "cpu")
+    u = torch.rand(1, 40000, 3, generator=torch.Generator().manual_seed(0))
+    draws = _distinct(table, u)[0].numpy()  # [40000, 3]
+    assert (draws[:, 0] != draws[:, 1]).all() and (draws[:, 1] != draws[:, 2]).all() and (draws[:, 0] != draws[:, 2]).all()
+    p = table.probs[0].numpy()
+    pairs = draws[:, 0] * K + draws[:, 1]
+    obs = np.bincount(pairs, minlength=K * K)
+    exp = np.array([p[a] * p[b] / (1 - p[a]) if a != b else 0.0 for a in range(K) for b in range(K)]) * len(draws)
+    keep = exp > 0
+    assert obs[~keep].sum() == 0
+    assert stats.chisquare(obs[keep], exp[keep]).pvalue > 1e-3
+    # the third draw, given the first two: p_c / (1 - p_a - p_b)
+    sel = (draws[:, 0] == 0) & (draws[:, 1] == 1)
+    third = np.bincount(draws[sel, 2], minlength=K)[2:]
+    assert stats.chisquare(third, p[2:] / p[2:].sum() * sel.sum()).pvalue > 1e-3

@@ -149,8 +149,10 @@ def probe_draws(seed: int, n: int, table: TaskTable) -> Draws:
 def _without(table: TaskTable, u: Tensor, chosen: Tensor | None) -> Tensor:
     """Classes drawn from p with the classes in `chosen` removed (renormalised).
 
-    u [M, b, n] uniforms; chosen [M, b, j] class ids, or None. Returns [M, b, n] long. Uses the inverse CDF of
-    the remaining mass: shift u past each removed class's interval, in increasing class order.
+    u [M, b, n] uniforms; chosen [M, b, j] distinct class ids, or None. Returns [M, b, n] long. Inverse CDF of
+    the remaining mass: x in [0, 1 - S) is mapped past the removed classes' intervals. With the removed classes
+    sorted, removed class i sits at g_i = lo_i - (mass of removed classes before it) on the compressed axis, g is
+    non-decreasing, and x skips exactly the removed classes with g_i <= x; so one comparison does it.
     """
     M, b, n = u.shape
     x = u.to(torch.float64)
@@ -158,19 +160,22 @@ def _without(table: TaskTable, u: Tensor, chosen: Tensor | None) -> Tensor:
         c = chosen.sort(-1).values  # [M, b, j]
         flat = c.reshape(M, -1)
         pc = table.probs.gather(1, flat).view_as(c)  # [M, b, j]
-        lo = table.cdf_lo.gather(1, flat).view_as(c)
-        x = x * (1.0 - pc.sum(-1, keepdim=True))
-        for i in range(c.shape[-1]):
-            x = x + pc[..., i : i + 1] * (x >= lo[..., i : i + 1])
+        before = pc.cumsum(-1)  # mass of removed classes up to and including i
+        g = table.cdf_lo.gather(1, flat).view_as(c) - (before - pc)  # [M, b, j]
+        x = x * (1.0 - before[..., -1:])
+        skipped = (g[..., None, :] <= x[..., None]).sum(-1)  # [M, b, n] removed classes below x
+        shift = torch.cat([torch.zeros_like(before[..., :1]), before], -1).gather(-1, skipped)
+        x = x + shift
     idx = torch.searchsorted(table.cdf_hi, x.reshape(M, -1), right=True).view(M, b, n)
     return torch.minimum(idx, (table.K - 1)[:, None, None])
 
 
 def _distinct(table: TaskTable, u: Tensor) -> Tensor:
     """Successive sampling without replacement: u [M, b, n] -> n distinct classes per sequence, [M, b, n]."""
-    out = _without(table, u[..., :1], None)
+    out = torch.empty(u.shape, dtype=torch.long, device=u.device)
+    out[..., :1] = _without(table, u[..., :1], None)
     for j in range(1, u.shape[-1]):
-        out = torch.cat([out, _without(table, u[..., j : j + 1], out)], -1)
+        out[..., j : j + 1] = _without(table, u[..., j : j + 1], out[..., :j])
     return out
 
 
