@@ -53,7 +53,7 @@ def test_likelihood_gradient_matches_finite_differences(name):
     model = MODELS[name]
     prob = F._Problem(model=model, data=data, free=tuple(range(len(model.params))),
                       base=np.array([p.default for p in model.params]), censoring="tobit",
-                      prep=model.prepare(**data.inputs))
+                      prep=model.prepare(**data.inputs), inverse=np.arange(data.n))
     u = prob.to_u(prob.base * 1.1 if all(p.positive for p in model.params) else prob.base + 0.05, 0.3)
     val, grad = prob.nll_grad(u)
     fd = np.array([(prob.nll(u + h) - prob.nll(u - h)) / 2e-6 for h in np.eye(u.size) * 1e-6])

@@ -249,7 +249,8 @@ class _Problem:
     free: tuple[int, ...]  # indices of free model parameters
     base: np.ndarray  # full theta with fixed values
     censoring: Censoring
-    prep: Any
+    prep: Any  # prepared on the distinct input rows (seeds repeat cells)
+    inverse: np.ndarray  # [n] row of prep for each cell
 
     def theta(self, u: np.ndarray) -> np.ndarray:
         th = self.base.copy()
@@ -259,7 +260,7 @@ class _Problem:
 
     def log_pred(self, u: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            return np.log(self.model.onset(self.prep, self.theta(u)))
+            return np.log(self.model.onset(self.prep, self.theta(u)))[self.inverse]
 
     def nll(self, u: np.ndarray) -> float:
         return self.nll_grad(u)[0]
@@ -267,7 +268,8 @@ class _Problem:
     def nll_grad(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         """Negative log-likelihood and its gradient in u (chain rule through d ln t*/d theta from sympy)."""
         th = self.theta(u[:-1])
-        t_star, dlog = self.model.onset(self.prep, th, grad=True)  # [n], [n, P]
+        t_star, dlog = self.model.onset(self.prep, th, grad=True)  # [n_distinct], [n_distinct, P]
+        t_star, dlog = t_star[self.inverse], dlog[self.inverse]  # [n], [n, P]
         with np.errstate(divide="ignore"):
             ll, dmu, dls, capped = _tobit(np.log(t_star), float(np.exp(u[-1])), self.data, self.censoring)
         if not np.isfinite(ll):
@@ -467,11 +469,14 @@ def _fit_core(model: OnsetModel, data: OnsetData, n_starts: int, rng: np.random.
               u_init: np.ndarray | None = None, free: tuple[int, ...] | None = None):
     """Multistart MLE; returns (problem, u_hat, nll_hat, converged)."""
     use = data if censoring == "tobit" else data.subset(np.flatnonzero(~data.censored))
-    prep = model.prepare(**use.inputs)
+    rows = np.stack([use.inputs[name] for name in INPUT_NAMES], axis=1)  # [n, inputs]
+    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)  # seeds of one cell share a prediction
+    prep = model.prepare(**{name: distinct[:, i] for i, name in enumerate(INPUT_NAMES)})
     if free is None:
         free = _identifiable(model, prep, rng)
     base = np.array([p.default for p in model.params])
-    prob = _Problem(model=model, data=use, free=free, base=base, censoring=censoring, prep=prep)
+    prob = _Problem(model=model, data=use, free=free, base=base, censoring=censoring, prep=prep,
+                    inverse=inverse.reshape(-1))
     starts = [] if u_init is None else [u_init]
     starts.append(_seed_start(prob, base))
     while len(starts) < max(n_starts, 1):
