@@ -152,3 +152,19 @@ def test_metrics_table_is_tidy():
     assert res.ic_correct[0].shape == (len(steps), 32)
     ic = m[(m.cell == 0) & (m.measure == "ic_acc")].value.to_numpy()
     np.testing.assert_allclose(ic, res.ic_correct[0].mean(1), rtol=1e-6)
+
+
+def test_blocked_passes_change_no_result():
+    """Passing the stack through forward/backward in blocks of models (the CPU cache path) is exact."""
+    from zipfind.train import setup_chunk, train_step
+
+    spec = _spec(cells=[{"alpha": a, "B": b, "lr": lr} for a, b, lr in
+                        [(0.0, 1, 3e-3), (1.0, 2, 1e-2), (2.0, 4, 1e-3), (0.5, 1, 1e6), (1.5, 2, 3e-3)]])
+    cells = spec.expand()
+    whole, blocked = (setup_chunk(cells, spec.model, spec.seed) for _ in range(2))
+    whole.block, blocked.block = len(cells), 2
+    for step in range(1, 6):
+        torch.testing.assert_close(train_step(whole, step), train_step(blocked, step), equal_nan=True)
+    for k in whole.params:
+        torch.testing.assert_close(whole.params[k], blocked.params[k], rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert torch.equal(whole.active, blocked.active) and not whole.active[3]  # the lr = 1e6 model diverged
