@@ -87,7 +87,7 @@ def _first_root_loop(model, inputs, theta):
     return np.array(out)
 
 
-@pytest.mark.parametrize("name", ["M4", "M6"])
+@pytest.mark.parametrize("name", ["M4", "M6", "M7"])
 def test_vectorised_solver_equals_per_cell_loop(name):
     model = MODELS[name]
     inputs = _grid()
@@ -182,9 +182,9 @@ def test_limits_of_the_explicit_models():
 
 
 def test_defaults_reproduce_the_prototype_picture():
-    """Hand-set defaults (not fits) of M4 and M6 against the prototype (K=2048, N=8, L=32, p_bursty=0.9, B=2,
+    """Hand-set defaults (not fits) of M4, M6 and M7 against the prototype (K=2048, N=8, L=32, p_bursty=0.9, B=2,
     budget 3000): onset ~500-900 for alpha <= 0.5, ~1100-2800 at alpha = 1, none by 3000 for alpha >= 1.5."""
-    for name in ("M4", "M6"):
+    for name in ("M4", "M6", "M7"):
         t = predict_onset(name, alpha=np.array([0.0, 0.5, 1.0, 1.5, 2.0]), B=2)
         assert np.all((t[:2] > 500) & (t[:2] < 900)) and 1100 < t[2] < 2800 and np.all(t[3:] > 3000), (name, t)
     # only M6 has a budget-independent boundary

@@ -52,7 +52,13 @@ tau_s = Symbol("tau", positive=True)
 P2_s = Symbol("P_2", nonnegative=True)
 p_ix = sp.IndexedBase("p", positive=True)
 q_ix = sp.IndexedBase("q", nonnegative=True)
-DISPLAY_DEFS = {p_ix[k]: p_kk, q_ix[k]: q_k, P2_s: P2, x_s: x_items, tau_s: tau}
+g_B = Symbol("g_B", nonnegative=True)  # ICL gain over "copy a context label" in a bursty context
+g_1 = Symbol("g_1", nonnegative=True)  # ... in an i.i.d. context
+p_b = Symbol("p_b", nonnegative=True)  # effective bursty fraction (0 when B = 0)
+DISPLAY_DEFS = {
+    p_ix[k]: p_kk, q_ix[k]: q_k, P2_s: P2, x_s: x_items, tau_s: tau, p_b: pb_eff,
+    g_B: 1 - 1 / zipf._distinct(N / Max(B, 1)), g_1: 1 - 1 / zipf._distinct(N),
+}
 
 
 def _expand(e):
@@ -602,7 +608,31 @@ def _m6() -> OnsetModel:
     )
 
 
-MODELS: dict[str, OnsetModel] = {m.name: m for m in (_m0(), _m1(), _m2(), _m3(), _m4(), _m5(), _m6())}
+def _m7() -> OnsetModel:
+    ps = (
+        _P("A", 200.0, (30.0, 1000.0), (1e-2, 1e7), doc="drive needed at x = 1 (steps at full drive and gain)"),
+        _P("r", 1.5, (0.1, 10.0), (1e-5, 1e4), doc="memorisation rate per unit class frequency per step"),
+        _P("gamma", 0.2, (0.05, 1.0), (1e-3, 5.0), doc="power of the search difficulty x in the threshold"),
+    )
+    A_, r_, g_ = _syms(*ps)
+    memo = lambda extra: Sum(extra * (1 - exp(-r_ * p_ix[k] * tau_s)), (k, 1, K))  # noqa: E731
+    lhs = (1 - p_novel) / r_ * (p_b * g_B * memo(1) + (1 - p_b) * g_1 * memo(1 - (1 - p_ix[k]) ** N)) + (
+        p_novel * g_B * tau_s
+    )
+    return OnsetModel(
+        name="M7", title="gain-weighted competition", kind="implicit", params=ps, display=Eq(lhs, A_ * x_s**g_),
+        doc="M4 with the drive weighted by what ICL gains over copying a random context label, g = 1 - 1/(distinct "
+        "classes in context): bursts make the query easy to find (threshold A x^gamma) but leave fewer distinct "
+        "labels to choose from, so the gain falls as B -> N. Memorisation exhausts the drive as in M4.",
+        source="this package (suggested by the phase-diagram sweep: B = 4 onsets later than B = 1, 2; Reddy 2024)",
+        note="theory/M7_gain_competition.md", lhs_monotone=True,
+        alpha_boundary="budget-dependent as M4, steeper (skew also shrinks the distinct classes per context, the "
+        "gain); defaults cross 3000 steps at alpha 1.19 / 1.19 / 1.07 for B = 1 / 2 / 4; no onset at all when "
+        "p_novel = 0 and r A x^gamma >= p_b g_B K + (1 - p_b) g_1 n_1",
+    )
+
+
+MODELS: dict[str, OnsetModel] = {m.name: m for m in (_m0(), _m1(), _m2(), _m3(), _m4(), _m5(), _m6(), _m7())}
 
 
 def get_model(name: str) -> OnsetModel:
