@@ -213,25 +213,6 @@ def _compile(expr: sp.Expr, args: Sequence[sp.Symbol], n_inputs: int) -> _Compil
     return _Compiled(outer=outer, terms=tuple(terms))
 
 
-def _bracketed_newton(fun, lo, hi, u0, active, iters: int = 100, xtol: float = 1e-11, ftol: float = 1e-12):
-    """Vectorised safeguarded Newton for g increasing through 0 on [lo, hi] (active cells only); bisects when a
-    step leaves the bracket."""
-    lo, hi, u = lo.copy(), hi.copy(), u0.copy()
-    with np.errstate(all="ignore"):
-        for _ in range(iters):
-            g, dg = fun(u)
-            lo = np.where(g < 0, u, lo)
-            hi = np.where(g > 0, u, hi)
-            done = (np.abs(g) < ftol) | (hi - lo < xtol) | ~active
-            if done.all():
-                break
-            un = u - g / dg
-            bad = ~np.isfinite(un) | (un <= lo) | (un >= hi)
-            un = np.where(bad, 0.5 * (lo + hi), un)
-            u = np.where(done, u, un)
-    return u
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,7 +266,6 @@ class OnsetModel:
     note: str
     alpha_boundary: str
     scale_param: str | None = None  # t* proportional to this parameter (used to seed fits)
-    lhs_monotone: bool = False  # implicit: lhs(t) never decreases, so no peak search is needed
 
     @cached_property
     def expr(self):
@@ -338,7 +318,7 @@ class OnsetModel:
     # -- numerics ---------------------------------------------------------------------------------------------
     @cached_property
     def numeric(self) -> dict[str, _Compiled]:
-        """Lambdified parts: explicit 'value' and 'd:<param>'; implicit 'lhs', 'lhs_t', 'lhs_tt', 'rhs',
+        """Lambdified parts: explicit 'value' and 'd:<param>'; implicit 'lhs', 'lhs_t', 'rhs',
         'lhs:<param>', 'rhs:<param>' (derivatives by sympy)."""
         syms = [p.symbol for p in self.params]
         args = [*INPUT_SYMBOLS, *syms]
@@ -354,7 +334,7 @@ class OnsetModel:
         d1 = lhs.diff(t)
         out = {
             "lhs": _compile(lhs, [*args, t], ni), "lhs_t": _compile(d1, [*args, t], ni),
-            "lhs_tt": _compile(d1.diff(t), [*args, t], ni), "rhs": _compile(rhs, args, ni),
+            "rhs": _compile(rhs, args, ni),
         }
         for p, s_ in zip(self.params, syms):
             out[f"lhs:{p.name}"] = _compile(lhs.diff(s_), [*args, t], ni)
@@ -406,9 +386,10 @@ class OnsetModel:
         targs = [*args, tt]
         slope = self._ev("lhs_t", prep, targs)  # > 0 at the first root
         cols = []
-        for n in self.param_names:
-            dF = self._ev(f"lhs:{n}", prep, targs) - self._ev(f"rhs:{n}", prep, args)
-            cols.append(np.where(fin, -dF / (tt * slope), 0.0))
+        with np.errstate(all="ignore"):
+            for n in self.param_names:
+                dF = self._ev(f"lhs:{n}", prep, targs) - self._ev(f"rhs:{n}", prep, args)
+                cols.append(np.where(fin, -dF / (tt * slope), 0.0))
         return t_star, np.stack(cols, axis=1)
 
     def residual(self, prep: Prepared, theta: Sequence[float], t_: np.ndarray) -> np.ndarray:
@@ -424,8 +405,13 @@ class OnsetModel:
         prep = self.prepare(**inputs)
         return self.onset(prep, [theta[n] for n in self.param_names]).reshape(prep.shape)
 
-    def _solve(self, prep: Prepared, args: Sequence) -> np.ndarray:
-        """Vectorised first root of lhs(t) = rhs, lhs(0) = 0 and concave while rising (theory/README.md)."""
+    def _solve(self, prep: Prepared, args: Sequence, iters: int = 100) -> np.ndarray:
+        """Vectorised first root of lhs(t) = rhs, for lhs(0) = 0, concave while rising, at most one peak.
+
+        Bracketed Newton in u = ln t on g(u) = ln lhs(e^u) - ln rhs, with g replaced by +1 wherever lhs is already
+        falling: negative below the first root, positive beyond it (or beyond the peak when lhs never reaches rhs).
+        A cell stops as soon as g = 0 (onset) or the tangent at the bracket's low end, an upper bound on a concave
+        rising lhs, stays below rhs up to the high end (no onset)."""
         n = prep.n
         y = self._ev("rhs", prep, args)
 
@@ -434,34 +420,37 @@ class OnsetModel:
 
         slope0 = ev("lhs_t", np.full(n, np.log(1e-9)))  # lhs'(0+)
         ok = (y > 0) & (slope0 > 0) & np.isfinite(y)
-        u_lo = np.log(np.where(ok, y / np.where(ok, slope0, 1.0), 1.0))  # lhs(t) <= lhs'(0) t while rising
-        u_cap = np.full(n, np.log(T_CAP))
-        u_peak = u_cap.copy()
-        need = ok & (np.zeros(n, bool) if self.lhs_monotone else ~(ev("lhs_t", u_cap) > 0))
-        if need.any():
-            # peak of lhs: zero of the elasticity G(u) = t lhs'/lhs (positive before the peak)
-            def neg_elasticity(u):
+        lo = np.log(np.where(ok, y / np.where(ok, slope0, 1.0), 1.0))  # lhs(t) <= lhs'(0) t while rising
+        hi = np.full(n, np.log(T_CAP))
+        # still rising (or flat) at the cap: lhs has never fallen, so lhs(cap) is its supremum
+        l0c, l1c = ev("lhs", hi), ev("lhs_t", hi)
+        active = ok & ~((l1c >= 0) & (l0c > 0) & (l0c < y))
+        found = np.zeros(n, bool)
+        l0_lo = np.zeros(n)
+        l1_lo = np.zeros(n)
+        u = lo.copy()
+        with np.errstate(all="ignore"):
+            for _ in range(iters):
                 tt = np.exp(u)
-                l0, l1, l2 = ev("lhs", u), ev("lhs_t", u), ev("lhs_tt", u)
-                live = np.isfinite(l0) & (l0 > 0)
-                l0s = np.where(live, l0, 1.0)
-                G = tt * l1 / l0s
-                dG = G + tt**2 * l2 / l0s - G**2
-                # lhs underflowed to 0 far beyond the peak: report "after the peak" and let the bracket bisect
-                return np.where(live, -G, 1.0), np.where(live, -dG, np.nan)
-
-            u_small = u_lo - np.log(1e6)
-            u_peak = np.where(need, _bracketed_newton(neg_elasticity, u_small, u_cap, u_small, need), u_cap)
-        reachable = ok & (ev("lhs", u_peak) >= y)
-
-        def log_gap(u):
-            tt = np.exp(u)
-            l0, l1 = ev("lhs", u), ev("lhs_t", u)
-            return np.log(np.maximum(l0, 1e-300)) - np.log(y), tt * l1 / l0
-
-        lo = np.minimum(u_lo, u_peak)
-        t_star = np.exp(_bracketed_newton(log_gap, lo, u_peak, lo, reachable))
-        return np.where(reachable & (t_star < T_CAP), t_star, np.inf)
+                l0, l1 = ev("lhs", u), ev("lhs_t", u)
+                rising = (l1 > 0) & (l0 > 0)
+                g = np.where(rising, np.log(np.where(rising, l0, 1.0)) - np.log(y), 1.0)
+                below = active & (g < 0)
+                lo, l0_lo, l1_lo = np.where(below, u, lo), np.where(below, l0, l0_lo), np.where(below, l1, l1_lo)
+                hi = np.where(active & (g > 0), u, hi)
+                found |= active & (np.abs(g) < 1e-12)
+                hopeless = l0_lo + l1_lo * (np.exp(hi) - np.exp(lo)) < y  # tangent bound on [lo, hi]
+                active &= ~found & ~hopeless & (hi - lo > 1e-12)
+                if not active.any():
+                    break
+                un = u - g / np.where(rising, tt * l1 / l0, np.nan)  # Newton step; slope = elasticity
+                bad = ~np.isfinite(un) | (un <= lo) | (un >= hi)
+                u = np.where(active, np.where(bad, 0.5 * (lo + hi), un), u)
+            # a bracket that closed without |g| < 1e-12 counts if g is still tiny there
+            g_end = np.log(ev("lhs", u)) - np.log(y)
+            found |= ok & ~found & (np.abs(g_end) < 1e-8) & (ev("lhs_t", u) > 0)
+        t_star = np.exp(u)
+        return np.where(found & (t_star < T_CAP), t_star, np.inf)
 
 
 def _P(name, default, init, bounds, positive=True, doc="", latex=None) -> Param:
@@ -563,7 +552,7 @@ def _m4() -> OnsetModel:
         "in context and not yet memorised, (1-p_novel) sum_k p_k q_k exp(-r p_k tau) + p_novel; onset when the "
         "accumulated drive reaches A x. No root (drive exhausted first) means no onset.",
         source="this package (after Nguyen & Reddy 2025, Chan et al. 2022, Hutter 2021)",
-        note="theory/M4_competition.md", lhs_monotone=True,
+        note="theory/M4_competition.md",
         alpha_boundary="budget-dependent: for alpha > 1, t* ~ (zeta(alpha)/r) (r A x / (p_b Gamma(1 - 1/alpha)))^alpha "
         "grows geometrically in alpha; defaults cross 3000 steps at alpha 0.45 / 1.10 / 1.39 for B = 1 / 2 / 4. "
         "No onset at all (any alpha) when p_novel = 0 and r A x >= sum_k q_k",
@@ -625,7 +614,7 @@ def _m7() -> OnsetModel:
         "classes in context): bursts make the query easy to find (threshold A x^gamma) but leave fewer distinct "
         "labels to choose from, so the gain falls as B -> N. Memorisation exhausts the drive as in M4.",
         source="this package (suggested by the phase-diagram sweep: B = 4 onsets later than B = 1, 2; Reddy 2024)",
-        note="theory/M7_gain_competition.md", lhs_monotone=True,
+        note="theory/M7_gain_competition.md",
         alpha_boundary="budget-dependent as M4, steeper (skew also shrinks the distinct classes per context, the "
         "gain); defaults cross 3000 steps at alpha 1.19 / 1.19 / 1.07 for B = 1 / 2 / 4; no onset at all when "
         "p_novel = 0 and r A x^gamma >= p_b g_B K + (1 - p_b) g_1 n_1",
