@@ -1,7 +1,6 @@
 """Sweeps: chunking invariance, kill-and-resume, atomic files, Ray = local, zipfind.load round trip."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

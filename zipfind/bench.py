@@ -164,56 +164,64 @@ def run_bench(spec: Spec, models: Sequence[int], device: torch.device, *, repeat
               loop: bool = True, config_name: str | None = None) -> list[dict[str, Any]]:
     """Benchmark records, one per M (see `zipfind bench --json`)."""
     amp = torch.bfloat16 if dtype == "bf16" else None
+    loss_fn = torch.compile(batch_loss) if compile else batch_loss
     peak = matmul_peak(device)
     records = []
     for M in models:
-        cells = bench_cells(spec, M)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        chunk = setup_chunk(cells, spec.model, spec.seed, device)
-        loss_fn = torch.compile(batch_loss) if compile else batch_loss
-        step_no = [0]
-
-        def stacked() -> None:
-            step_no[0] += 1
-            with _autocast(device, amp):
-                train_step(chunk, step_no[0], loss_fn)
-
-        def sampling() -> None:
-            sample(chunk.table, draw(chunk.gens, chunk.table, chunk.buf))
-
-        baseline = make_loop(cells, spec.model, spec.seed, chunk) if loop else None
-        for _ in range(2):  # warm-up (and compilation)
-            stacked()
-            if baseline:
-                baseline.step(amp)
-        n_s = max(2, math.ceil(min_time / max(_timed(stacked, device, 1), 1e-6)))
-        n_l = max(1, math.ceil(min_time / max(_timed(lambda: baseline.step(amp), device, 1), 1e-6))) if baseline else 0
-        st, lp, ds = [], [], []
-        for _ in range(repeats):  # interleaved
-            st.append(M * n_s / _timed(stacked, device, n_s))
-            ds.append(_timed(sampling, device, n_s) / (M * n_s / st[-1]))
-            if baseline:
-                lp.append(M * n_l / _timed(lambda: baseline.step(amp), device, n_l))
-        mem = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-               else max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024)
-        flops = step_flops(spec.model, cells[0])
-        s_med = statistics.median(st)
-        l_med = statistics.median(lp) if lp else float("nan")
+        rec = _bench_one(spec, M, device, amp, loss_fn, loop, repeats, min_time)
+        flops = step_flops(spec.model, bench_cells(spec, 1)[0])
         records.append({
             "config": config_name or spec.name, "device": _device_name(device), "M": M, "dtype": dtype,
-            "compile": compile, "stacked_model_steps_per_s": s_med,
-            "stacked_spread": (max(st) - min(st)) / s_med, "loop_model_steps_per_s": l_med,
-            "loop_spread": (max(lp) - min(lp)) / l_med if lp else float("nan"),
-            "ratio": s_med / l_med if lp else float("nan"),
-            "flops_per_model_step": flops, "achieved_gflops": s_med * flops / 1e9, "peak_gflops": peak,
-            "peak_fraction": s_med * flops / 1e9 / peak, "data_share": statistics.median(ds),
-            "peak_mem_per_model_mb": mem / M / 2**20,
+            "compile": compile, **rec, "flops_per_model_step": flops,
+            "achieved_gflops": rec["stacked_model_steps_per_s"] * flops / 1e9, "peak_gflops": peak,
+            "peak_fraction": rec["stacked_model_steps_per_s"] * flops / 1e9 / peak,
         })
-        del chunk, baseline
     return records
+
+
+def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: bool, repeats: int,
+               min_time: float) -> dict[str, float]:
+    """Throughputs of the stacked engine and the loop at one M, interleaved; memory of the stacked side alone."""
+    cells = bench_cells(spec, M)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    chunk = setup_chunk(cells, spec.model, spec.seed, device)
+    step_no = [0]
+
+    def stacked() -> None:
+        step_no[0] += 1
+        with _autocast(device, amp):
+            train_step(chunk, step_no[0], loss_fn)
+
+    def sampling() -> None:
+        sample(chunk.table, draw(chunk.gens, chunk.table, chunk.buf))
+
+    for _ in range(2):  # warm-up (and compilation)
+        stacked()
+    _sync(device)
+    mem = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+           else max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024)
+    baseline = make_loop(cells, spec.model, spec.seed, chunk) if loop else None
+    looped = (lambda: baseline.step(amp)) if baseline else None
+    if looped:
+        looped()
+    n_s = max(2, math.ceil(min_time / max(_timed(stacked, device, 1), 1e-6)))
+    n_l = max(1, math.ceil(min_time / max(_timed(looped, device, 1), 1e-6))) if looped else 0
+    st, lp, ds = [], [], []
+    for _ in range(repeats):  # interleaved, so machine noise hits both sides alike
+        st.append(M * n_s / _timed(stacked, device, n_s))
+        ds.append(_timed(sampling, device, n_s) / (M * n_s / st[-1]))
+        if looped:
+            lp.append(M * n_l / _timed(looped, device, n_l))
+    s_med = statistics.median(st)
+    l_med = statistics.median(lp) if lp else float("nan")
+    return {"stacked_model_steps_per_s": s_med, "stacked_spread": (max(st) - min(st)) / s_med,
+            "loop_model_steps_per_s": l_med,
+            "loop_spread": (max(lp) - min(lp)) / l_med if lp else float("nan"),
+            "ratio": s_med / l_med if lp else float("nan"), "data_share": statistics.median(ds),
+            "peak_mem_per_model_mb": mem / M / 2**20}
 
 
 def _device_name(device: torch.device) -> str:

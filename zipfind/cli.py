@@ -6,11 +6,10 @@ key, the value and what is allowed, and exit with code 2; no traceback.
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Literal, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -406,7 +405,8 @@ def demo(
         fail(f"spec: {str(spec)!r} does not exist; run the demo from a source checkout (pip install -e .)")
     _sweep(spec, out_dir, device, "local", None, force, None)
     fit_command(run_dir=out_dir, models="", folds=5)
-    figures = [_phase_diagram(out_dir, None, "alpha", "B", None), _curves(out_dir, None, None, "alpha")]
+    _phase_diagram(out_dir, None, "alpha", "B", None)
+    _curves(out_dir, None, None, "alpha")
     plot_fit(out_dir, None, None)
     out.print(f"demo done in {time.perf_counter() - t0:.0f} s: metrics {out_dir / 'metrics'}, onsets "
               f"{out_dir / 'onsets.parquet'}, fits {out_dir / 'fits'}, figures {out_dir / 'figures'}")
