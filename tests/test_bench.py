@@ -53,3 +53,4 @@ def test_bench_json_has_every_field(tmp_path):
         assert r["stacked_model_steps_per_s"] > 0 and r["loop_model_steps_per_s"] > 0 and r["peak_gflops"] > 0
         assert abs(r["ratio"] - r["stacked_model_steps_per_s"] / r["loop_model_steps_per_s"]) < 1e-9
         assert 0 <= r["data_share"] <= 1.5
+        assert r["peak_mem_per_model_mb"] != r["peak_mem_per_model_mb"]  # NaN on a CPU: no allocator record

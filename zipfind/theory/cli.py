@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -152,16 +151,6 @@ def predict(
     _console().print(table)
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def fit_command(
     run_dir: Annotated[Path, typer.Argument(help="run directory holding onsets.parquet")],
     models: Annotated[str, typer.Option("--models", help="comma-separated models (default: all)")] = "",
@@ -202,11 +191,11 @@ def fit_command(
         onsets, names, folds=folds, n_starts=starts, interval=interval, seed=seed,  # type: ignore[arg-type]
         progress=lambda name: typer.echo(f"fitting {name} ...", err=True),
     )
+    from ..store import atomic_write, write_parquet
+
     out_dir = run_dir / "fits"
-    out_dir.mkdir(exist_ok=True)
-    _atomic_write(out_dir / "fits.json",
-                  lambda p: p.write_text(json.dumps(report.records(), indent=2, allow_nan=False) + "\n"))
-    _atomic_write(out_dir / "predictions.parquet", lambda p: report.predictions.to_parquet(p, index=False))
+    atomic_write(out_dir / "fits.json", json.dumps(report.records(), indent=2, allow_nan=False) + "\n")
+    write_parquet(report.predictions, out_dir / "predictions.parquet")
 
     table = Table(title=f"onset models fitted to {data.n} cells ({data.n_censored} censored), {folds}-fold held-out")
     for col in ("model", "k", "AIC", "ΔAIC", "BIC", "held-out |ln err|", "censor acc", "parameters (95% CI)"):
