@@ -265,3 +265,12 @@ def test_config_rejects_nonsense():
         detect_onset(STEPS, logistic_curve(1000, 0.1), BUDGET, estimator="median")
     with pytest.raises(ValueError, match="per_item"):
         detect_onset(STEPS, logistic_curve(1000, 0.1), BUDGET, per_item=np.ones((STEPS.size, 8)))
+
+
+def test_censored_median_is_the_kaplan_meier_median():
+    from zipfind.onset import censored_median
+
+    inf = np.inf
+    rows = np.array([[100, 200, inf, inf], [100, 200, 300, inf], [100, inf, inf, inf], [300, 100, 200, 400]])
+    np.testing.assert_array_equal(censored_median(rows, axis=1), [200, 250, inf, 250])
+    assert censored_median(np.array([100.0, inf, inf])) == inf and censored_median(np.array([5.0, inf])) == 5.0

@@ -549,12 +549,25 @@ def onsets_table(metrics: pd.DataFrame, cells: pd.DataFrame, per_item: Mapping[i
     return out.astype({"censored": bool, "estimators_disagree": bool, "cell": int})
 
 
+def censored_median(t: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Median of onset times with censored runs as +inf: the Kaplan-Meier median for a common budget.
+
+    inf when more than half are censored; with an even count whose upper middle is censored, the lower middle
+    (the smallest t with survival <= 1/2); otherwise the ordinary median. Vectorised along `axis`.
+    """
+    s = np.sort(np.asarray(t, dtype=float), axis=axis)
+    n = s.shape[axis]
+    lo, hi = np.take(s, (n - 1) // 2, axis=axis), np.take(s, n // 2, axis=axis)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(hi), lo, 0.5 * (lo + hi))
+
+
 def seed_summary(onsets: pd.DataFrame, by: Sequence[str] | None = None, *, ci: float = 0.95, n_boot: int = 1000,
                  seed: int = 0) -> pd.DataFrame:
     """Median onset across seeds per group of cells, censoring-aware, with a bootstrap interval over seeds.
 
-    A censored run counts as +inf (onset > its budget), so the median is exact whenever fewer than half the
-    seeds are censored and is itself censored (``onset_step`` NaN, ``censored`` True) otherwise. The interval
+    A censored run counts as +inf (onset > its budget); the median is :func:`censored_median` (Kaplan-Meier),
+    itself censored (``onset_step`` NaN, ``censored`` True) when more than half the seeds are. The interval
     resamples the seeds; ``onset_hi`` is inf where the upper resamples are censored and ``onset_lo`` falls back to
     the smallest censoring budget where even the lower ones are. ``by`` defaults to every cells-table column
     except ``cell`` and ``seed``. The within-run (probe) uncertainty is not propagated here.
@@ -573,8 +586,8 @@ def seed_summary(onsets: pd.DataFrame, by: Sequence[str] | None = None, *, ci: f
         key = key if isinstance(key, tuple) else (key,)
         cens = g["censored"].to_numpy(dtype=bool)
         t = np.where(cens, np.inf, g["onset_step"].to_numpy(dtype=float))  # [n_seeds]
-        med = float(np.median(t))
-        boot = np.median(t[rng.integers(0, t.size, size=(n_boot, t.size))], axis=1)  # [n_boot]
+        med = float(censored_median(t))
+        boot = censored_median(t[rng.integers(0, t.size, size=(n_boot, t.size))], axis=1)  # [n_boot]
         lo, hi = _quantile_inf(boot, alpha), _quantile_inf(boot, 1.0 - alpha)
         budgets = g["budget"].to_numpy(dtype=float)
         if np.isinf(lo):

@@ -238,22 +238,12 @@ def _select(table: pd.DataFrame, where: Mapping[str, object] | None) -> pd.DataF
 
 
 def _censored_median(onset: np.ndarray, censored: np.ndarray) -> float:
-    """Median onset over seeds with right-censoring (Kaplan-Meier median for a common budget).
+    """`zipfind.onset.censored_median` of the seeds' onsets (censored as +inf), NaN-free; NaN if none."""
+    from .onset import censored_median
 
-    Censored seeds count as +inf. More than half censored -> inf (drawn as censored). With an even count whose
-    upper middle value is censored, the lower middle is returned (the smallest t with survival <= 1/2); otherwise
-    the ordinary median."""
     v = np.where(censored, np.inf, onset)
-    v = np.sort(v[~np.isnan(v)])
-    n = v.size
-    if n == 0:
-        return np.nan
-    if 2 * int(np.isinf(v).sum()) > n:
-        return np.inf
-    if n % 2:
-        return float(v[n // 2])
-    lo, hi = v[n // 2 - 1], v[n // 2]
-    return float(lo) if np.isinf(hi) else float(0.5 * (lo + hi))
+    v = v[~np.isnan(v)]
+    return float(censored_median(v)) if v.size else np.nan
 
 
 def phase_table(
