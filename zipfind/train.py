@@ -41,6 +41,7 @@ class ChunkResult:
     diverged_at: dict[int, int | None]  # cell -> first step whose loss was not finite, or None
     wall_s: float
     eval_s: float  # of which spent in evaluation
+    peak_mem_mb_per_model: float | None  # CUDA allocator peak / M; None on a CPU
 
 
 def resolve_device(device: str) -> torch.device:
@@ -152,8 +153,11 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
                 progress: Callable[[int], None] | None = None) -> ChunkResult:
     """Train the cells together as one stacked model; returns their metrics as plain data."""
     t0 = time.perf_counter()
-    ch = setup_chunk(cells, model, spec_seed, device)
-    tr, dev, M = cells[0].train, ch.buf.device, len(cells)
+    dev = resolve_device(str(device))
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    ch = setup_chunk(cells, model, spec_seed, dev)
+    tr, M = cells[0].train, len(cells)
     probes = {k: sample(ch.table, probe_draws(derive_seed(spec_seed, "probe", k), tr.n_probe, ch.table), k)
               for k in EVAL_KINDS}
     loss_sum = torch.zeros(M, device=dev)
@@ -200,4 +204,5 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
         diverged_at={c.index: (d if d >= 0 else None) for c, d in zip(cells, div)},
         wall_s=time.perf_counter() - t0,
         eval_s=eval_s,
+        peak_mem_mb_per_model=torch.cuda.max_memory_allocated(dev) / M / 2**20 if dev.type == "cuda" else None,
     )
