@@ -946,8 +946,9 @@ def theory_grid(onsets: pd.DataFrame, model: str, params: object, *, x: str = "a
                 n: int = 81) -> pd.DataFrame:
     """A fine (x, y) grid of a fitted model's predicted onset, for the boundary on `phase_diagram`.
 
-    The other model inputs (K, N, L, p_bursty, p_novel, lr) are held at the onsets table's median; `params` is
-    anything `zipfind.theory.predict_onset` accepts (e.g. the fits.json records).
+    One grid per combination of the other model inputs (K, N, L, p_bursty, p_novel, lr) that vary in the onsets
+    table (they become facet columns); inputs that do not vary are held at their value. `params` is anything
+    `zipfind.theory.predict_onset` accepts (e.g. the fits.json records).
     """
     from .theory import predict_onset
 
@@ -955,8 +956,13 @@ def theory_grid(onsets: pd.DataFrame, model: str, params: object, *, x: str = "a
     xs = np.linspace(onsets[x].min(), onsets[x].max(), n)
     ys = np.linspace(onsets[y].min(), onsets[y].max(), n)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
-    fixed = {k: float(onsets[k].median()) for k in ("K", "N", "L", "p_bursty", "p_novel", "lr", "alpha", "B")
-             if k in onsets and k not in (x, y)}
-    pred = predict_onset(model, params, **{x: gx, y: gy}, **fixed)
-    return pd.DataFrame({x: gx, y: gy, "predicted_onset": pred, "budget": float(onsets["budget"].max()),
-                         "model": model})
+    inputs = [k for k in ("K", "N", "L", "p_bursty", "p_novel", "lr", "alpha", "B") if k in onsets and k not in (x, y)]
+    varying = [k for k in inputs if onsets[k].nunique() > 1]
+    grids = []
+    combos = onsets[inputs].drop_duplicates(varying) if varying else onsets[inputs].iloc[:1]
+    for combo in combos.itertuples(index=False):
+        fixed = {k: float(v) for k, v in zip(inputs, combo)}
+        pred = predict_onset(model, params, **{x: gx, y: gy}, **fixed)
+        grids.append(pd.DataFrame({x: gx, y: gy, "predicted_onset": pred, **{k: fixed[k] for k in varying}}))
+    out = pd.concat(grids, ignore_index=True)
+    return out.assign(budget=float(onsets["budget"].max()), model=model)
