@@ -8,14 +8,14 @@ import torch
 from scipy import stats
 
 from zipfind.config import TaskConfig
-from zipfind.data import draw_buffer, draws_at, make_table, probe_draws, sample, zipf_probs
+from zipfind.data import draw, draw_buffer, make_table, probe_draws, sample, zipf_probs
 
 
 def _batch(tasks, b=512, seed=0, steps=1):
     table = make_table(tasks, [seed + i for i in range(len(tasks))], "cpu")
     gens = [torch.Generator().manual_seed(seed * 100 + i) for i in range(len(tasks))]
     buf = draw_buffer(table, b)
-    return table, [sample(table, draws_at(gens, table, buf, 1)) for _ in range(steps)]
+    return table, [sample(table, draw(gens, table, buf)) for _ in range(steps)]
 
 
 def test_zipf_probs_closed_form():
@@ -131,8 +131,8 @@ def test_chunk_mates_do_not_change_a_models_stream():
     mate = TaskConfig(K=1024, alpha=0.0, B=4, p_novel=0.5)
     t1 = make_table([a], [5], "cpu")
     t2 = make_table([mate, a], [9, 5], "cpu")
-    z1 = draws_at([torch.Generator().manual_seed(3)], t1, draw_buffer(t1, 32), 1)
-    z2 = draws_at([torch.Generator().manual_seed(4), torch.Generator().manual_seed(3)], t2, draw_buffer(t2, 32), 1)
+    z1 = draw([torch.Generator().manual_seed(3)], t1, draw_buffer(t1, 32))
+    z2 = draw([torch.Generator().manual_seed(4), torch.Generator().manual_seed(3)], t2, draw_buffer(t2, 32))
     b1, b2 = sample(t1, z1), sample(t2, z2)
     assert torch.equal(b1.classes[0], b2.classes[1])
     assert torch.allclose(b1.tokens[0], b2.tokens[1])
@@ -158,19 +158,3 @@ def test_sampling_without_replacement_has_the_successive_sampling_law():
     sel = (draws[:, 0] == 0) & (draws[:, 1] == 1)
     third = np.bincount(draws[sel, 2], minlength=K)[2:]
     assert stats.chisquare(third, p[2:] / p[2:].sum() * sel.sum()).pvalue > 1e-3
-
-
-def test_refill_period_keeps_each_stream_chunk_independent():
-    """With draws filled S = 4 steps at a time (the GPU setting), a model's batches still ignore its chunk-mates."""
-    a = TaskConfig(K=256, alpha=1.0, B=2)
-    mate = TaskConfig(K=1024, alpha=0.0, B=4, p_novel=0.5)
-    t1, t2 = make_table([a], [5], "cpu"), make_table([mate, a], [9, 5], "cpu")
-    g1 = [torch.Generator().manual_seed(3)]
-    g2 = [torch.Generator().manual_seed(4), torch.Generator().manual_seed(3)]
-    b1, b2 = draw_buffer(t1, 16, steps=4), draw_buffer(t2, 16, steps=4)
-    previous = None
-    for step in range(1, 10):
-        x, y = sample(t1, draws_at(g1, t1, b1, step)), sample(t2, draws_at(g2, t2, b2, step))
-        assert torch.equal(x.classes[0], y.classes[1]) and torch.allclose(x.tokens[0], y.tokens[1])
-        assert previous is None or not torch.equal(previous, x.tokens)  # fresh draws every step
-        previous = x.tokens

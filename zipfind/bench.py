@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import Cell, ModelConfig, Spec
-from .data import draw_buffer, draws_at, make_table, sample
-from .train import Chunk, batch_loss, cell_seeds, next_batch, setup_chunk, train_step
+from .data import draw, draw_buffer, make_table, sample
+from .train import Chunk, batch_loss, cell_seeds, setup_chunk, train_step
 
 
 def forward_macs(model: ModelConfig, N: int, D: int, L: int) -> int:
@@ -87,13 +87,10 @@ class LoopBaseline:
     gens: list[torch.Generator]
     bufs: list[torch.Tensor]
 
-    t: int = 0  # steps taken
-
     def step(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        self.t += 1
         losses = []
         for net, opt, table, g, buf in zip(self.modules, self.opts, self.tables, self.gens, self.bufs):
-            batch = sample(table, draws_at([g], table, buf, self.t))
+            batch = sample(table, draw([g], table, buf))
             with _autocast(buf.device, dtype):
                 loss = F.cross_entropy(net(batch.tokens[0]).float(), batch.target[0])
             opt.zero_grad(set_to_none=True)
@@ -116,7 +113,7 @@ def make_loop(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, chunk: 
         table = make_table([c.task], [s["task"]], dev)
         tables.append(table)
         gens.append(torch.Generator(device=dev).manual_seed(s["data"]))
-        bufs.append(draw_buffer(table, c.train.batch, chunk.buf.shape[1]))  # the stacked side's refill period
+        bufs.append(draw_buffer(table, c.train.batch))
     return LoopBaseline(mods, opts, tables, gens, bufs)
 
 
@@ -196,9 +193,8 @@ def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: boo
         with _autocast(device, amp):
             train_step(chunk, step_no[0], loss_fn)
 
-    def sampling() -> None:  # as the training step does it, refills amortised over their period
-        step_no[0] += 1
-        next_batch(chunk, step_no[0])
+    def sampling() -> None:
+        sample(chunk.table, draw(chunk.gens, chunk.table, chunk.buf))
 
     for _ in range(2):  # warm-up (and compilation)
         stacked()

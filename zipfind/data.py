@@ -1,8 +1,8 @@
 """The task sampler: Zipf class tables and bursty in-context classification sequences, batched over M models.
 
 Every model m owns a task instance (class means, label vectors, Zipf class probabilities; K padded with
-zero-probability classes) and a random stream. `draws_at` fills one standard-normal block per model from that
-model's own generator (the only per-model loop: one call a model, every few steps); everything after it (inverse-CDF class
+zero-probability classes) and a random stream. Per step, `draw` fills one standard-normal buffer per model from
+that model's own generator (the only per-model loop: one call a model); everything after it (inverse-CDF class
 sampling, sampling without replacement, shuffles, token assembly) is vectorised over [M, batch]. A model's
 sequences therefore depend only on its own configuration and generator, never on the chunk it is stacked in.
 
@@ -111,33 +111,30 @@ def split_draws(z: Tensor, N: int, D: int, L: int, novel: bool) -> Draws:
                  lab=parts[3] if novel else None)
 
 
-def draw_buffer(table: TaskTable, b: int, steps: int = 1) -> Tensor:
-    """A reusable [M, steps, b, n] buffer of standard normals for `draws_at` (refilled every `steps` steps)."""
+def draw_buffer(table: TaskTable, b: int) -> Tensor:
+    """A reusable [M, b, n] buffer for `draw`."""
     n = sum(draw_sizes(table.N, table.D, table.L, any(table.needs_novel)))
-    return torch.zeros(table.M, steps, b, n, device=table.means.device)
+    return torch.zeros(table.M, b, n, device=table.means.device)
 
 
-def draws_at(gens: Sequence[torch.Generator], table: TaskTable, buf: Tensor, step: int) -> Draws:
-    """The draws of (1-based) training step `step` for every model, from buf [M, S, b, n] (see draw_buffer).
+def draw(gens: Sequence[torch.Generator], table: TaskTable, out: Tensor) -> Draws:
+    """One batch of draws for every model, each from its own generator, into out [M, b, n] (see draw_buffer).
 
-    Every S steps each model refills its own [S, b, n] block from its own generator, in one call (on a GPU the
-    per-model calls are launch-bound, so S > 1 amortises them): first its base block, then its fresh-class
-    block only if its p_novel > 0, so its stream never depends on its chunk-mates (unused blocks stay zero).
+    Each model fills its own contiguous [b, n_base] block, then its fresh-class block only if its p_novel > 0,
+    so its stream never depends on its chunk-mates (unused blocks stay zero).
     """
     N, D, L = table.N, table.D, table.L
     novel = any(table.needs_novel)
-    i = (step - 1) % buf.shape[1]
-    if i == 0:
-        n_base = sum(draw_sizes(N, D, L, False))
-        base, extra = buf[..., :n_base], buf[..., n_base:]  # views; base[m] is not contiguous when novel
-        for m, g in enumerate(gens):
-            if novel:
-                base[m].copy_(torch.randn(base.shape[1:], generator=g, device=buf.device))
-                if table.needs_novel[m]:
-                    extra[m].copy_(torch.randn(extra.shape[1:], generator=g, device=buf.device))
-            else:
-                buf[m].normal_(generator=g)
-    return split_draws(buf[:, i], N, D, L, novel)
+    n_base = sum(draw_sizes(N, D, L, False))
+    base, extra = out[..., :n_base], out[..., n_base:]  # views; base[m] is not contiguous when novel
+    for m, g in enumerate(gens):
+        if novel:
+            base[m].copy_(torch.randn(base.shape[1:], generator=g, device=out.device))
+            if table.needs_novel[m]:
+                extra[m].copy_(torch.randn(extra.shape[1:], generator=g, device=out.device))
+        else:
+            out[m].normal_(generator=g)
+    return split_draws(out, N, D, L, novel)
 
 
 def probe_draws(seed: int, n: int, table: TaskTable) -> Draws:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Cell, ModelConfig
-from .data import EVAL_KINDS, Batch, TaskTable, derive_seed, draw_buffer, draws_at, make_table, probe_draws, sample
+from .data import EVAL_KINDS, Batch, TaskTable, derive_seed, draw, draw_buffer, make_table, probe_draws, sample
 from .measures import evaluate
 from .model import Params, forward, init_params
 from .optim import StackedOptimizer
@@ -69,7 +69,7 @@ class Chunk:
     params: Params
     opt: StackedOptimizer
     gens: list[torch.Generator]
-    buf: torch.Tensor  # [M, S, batch, n] standard normals, refilled every S steps (draws_per_fill)
+    buf: torch.Tensor  # [M, batch, n] standard normals, refilled every step
     active: torch.Tensor  # [M] bool: not diverged
     div_step: torch.Tensor  # [M] long: first step with a non-finite loss or gradient, -1 if none
     block: int  # models per forward/backward pass (see model_block)
@@ -107,21 +107,10 @@ def setup_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int,
     M = len(cells)
     return Chunk(list(cells), model, table, params, opt,
                  gens=[torch.Generator(device=dev).manual_seed(s["data"]) for s in seeds],
-                 buf=draw_buffer(table, cells[0].train.batch, draws_per_fill(dev)),
+                 buf=draw_buffer(table, cells[0].train.batch),
                  active=torch.ones(M, dtype=torch.bool, device=dev),
                  div_step=torch.full((M,), -1, dtype=torch.long, device=dev),
                  block=model_block(cells[0], model, dev))
-
-
-def draws_per_fill(device: torch.device) -> int:
-    """Training steps of random draws each model's generator fills at once: 8 on a GPU (amortises the per-model
-    launches), 1 on a CPU (no launch cost there). Fixed per device type, so results never depend on chunking."""
-    return 1 if device.type == "cpu" else 8
-
-
-def next_batch(ch: Chunk, step: int) -> Batch:
-    """The training sequences of (1-based) step `step` for every model."""
-    return sample(ch.table, draws_at(ch.gens, ch.table, ch.buf, step))
 
 
 def batch_loss(params: Params, model: ModelConfig, batch: Batch) -> torch.Tensor:
@@ -137,7 +126,7 @@ def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] = batc
     A model whose loss or gradient is not finite is marked inactive and frozen from this step on. `loss_fn`
     may be a compiled `batch_loss`.
     """
-    batch = next_batch(ch, step)
+    batch = sample(ch.table, draw(ch.gens, ch.table, ch.buf))
     M = len(ch.cells)
     losses, grads = [], [[] for _ in ch.params]
     for lo in range(0, M, ch.block):  # blocks of models: independent, so blocking changes no result
