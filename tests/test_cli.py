@@ -50,7 +50,6 @@ BAD = [  # (spec text appended or replacing, expected fragment)
 ]
 BAD_REPLACE = [
     (BASE.replace("d_model = 16", "d_modle = 16"), "model.d_modle: unknown key (did you mean 'd_model'?)"),
-    (BASE.replace("readout", "x") + "", None),
     (BASE.replace("[model]\nd_model = 16", "[model]\nd_model = 16\nheads = 3"), "heads: 3 is not allowed; must divide d_model = 16"),
     (BASE.replace("[model]\nd_model = 16", "[model]\nd_model = 16\nreadout = \"conv\""), "readout: 'conv' is not allowed; one of linear, mlp"),
     (BASE.replace("batch = 16", "batch = \"16\""), "train.batch: '16' is not allowed; expected an integer"),
@@ -62,7 +61,7 @@ BAD_REPLACE = [
 
 def _cases():
     cases = [(BASE + "\n" + extra, frag) for extra, frag in BAD]
-    cases += [(text, frag) for text, frag in BAD_REPLACE if frag is not None]
+    cases += BAD_REPLACE
     return cases
 
 

@@ -123,3 +123,16 @@ def test_ray_executor_equals_local(reference, tmp_path):
     a, b = _metrics(reference), _metrics(out)
     pd.testing.assert_frame_equal(a[["cell", "step", "measure"]], b[["cell", "step", "measure"]])
     np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
+
+
+def test_force_starts_over_without_stale_results(tmp_path):
+    spec = parse_spec(dict(SPEC, grid={"alpha": [0.0]}))
+    out = tmp_path / "run"
+    run_sweep(spec, out, device="cpu")
+    (out / "fits").mkdir()
+    (out / "fits" / "fits.json").write_text("[]")  # a fit of the old spec
+    changed = parse_spec(dict(SPEC, grid={"alpha": [1.0]}))
+    run_sweep(changed, out, device="cpu", force=True)
+    run = zipfind.load(out)
+    assert run.fits is None and list(run.onsets.alpha) == [1.0]
+    assert run.spec.to_dict() == changed.to_dict()

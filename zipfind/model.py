@@ -23,14 +23,14 @@ Params = dict[str, Tensor]
 
 def param_shapes(cfg: ModelConfig, D: int, T: int, L: int) -> dict[str, tuple[tuple[int, ...], int | None]]:
     """Per-model shape of every parameter and its fan-in (None: zero-initialised bias or LayerNorm)."""
-    d, hd = cfg.d_model, cfg.d_model  # heads * d_head = d_model
+    d = cfg.d_model  # heads * d_head = d_model: Q, K, V, O are [d, d] with heads packed in columns
     shapes: dict[str, tuple[tuple[int, ...], int | None]] = {"emb": ((D, d), D), "pos": ((T, d), d)}
     for l in range(cfg.layers):
         if cfg.layernorm:
             shapes[f"ln{l}_w"], shapes[f"ln{l}_b"] = ((d,), None), ((d,), None)
         for name in "qkv":
-            shapes[f"{name}{l}"] = ((d, hd), d)
-        shapes[f"o{l}"] = ((hd, d), hd)
+            shapes[f"{name}{l}"] = ((d, d), d)
+        shapes[f"o{l}"] = ((d, d), d)
     if cfg.layernorm:
         shapes["lnf_w"], shapes["lnf_b"] = ((d,), None), ((d,), None)
     if cfg.readout == "linear":

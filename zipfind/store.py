@@ -30,7 +30,6 @@ from . import __version__
 from .config import Spec, dump_toml, parse_spec
 
 
-
 class RunError(ValueError):
     """A run directory that cannot be used as asked (missing, or holding another spec)."""
 
@@ -93,8 +92,9 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[str, Any], force: bool) -> dict[str, Any]:
     """Create the run directory, or reopen it for resuming; returns the manifest.
 
-    `meta` (device, torch version, ...) is recorded. Reopening keeps the stored chunk plan (results do not depend on it) and refuses a changed spec unless
-    `force`, which starts the run over.
+    `meta` (device, torch version, ...) is recorded. Reopening keeps the stored chunk plan (results do not
+    depend on it) and refuses a changed spec unless `force`, which starts the run over: the old chunks, onsets
+    and fits are removed, so nothing derived from the other spec survives.
     """
     run_dir = Path(run_dir)
     spec_text = dump_toml(spec.to_dict())
@@ -108,7 +108,8 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
         if not force:
             raise RunError(f"out: {str(run_dir)!r} holds a run of a different spec; use another --out, "
                            "or --force to discard it and start over")
-        for p in list((run_dir / "metrics").glob("chunk-*")) + [run_dir / "onsets.parquet"]:
+        stale = [*(run_dir / "metrics").glob("chunk-*"), *(run_dir / "fits").glob("*"), run_dir / "onsets.parquet"]
+        for p in stale:
             p.unlink(missing_ok=True)
     elif run_dir.exists() and any(run_dir.iterdir()) and not force:
         raise RunError(f"out: {str(run_dir)!r} exists and is not a zipfind run directory; use another --out, "

@@ -94,7 +94,7 @@ def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Ex
         raise store.RunError("device: 'cuda' is not available on this machine; use --device cpu or auto")
     cells = spec.expand()
     mm = max_models or default_max_models(cells, spec.model, dev)
-    meta = {"device": str(dev), "torch": torch.__version__, "executor": executor, "max_models": mm}
+    meta = {"device": str(dev), "torch": torch.__version__, "executor": executor}
     manifest = store.prepare_run(out, spec, plan_chunks(cells, spec.model, mm), meta, force)
     chunks = [c["cells"] for c in manifest["chunks"]]
     todo = [i for i in range(len(chunks)) if i not in store.done_chunks(manifest)]

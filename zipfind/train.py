@@ -80,7 +80,8 @@ def model_block(cell: Cell, model: ModelConfig, device: torch.device) -> int:
 
     Each model's computation is independent, so passing the stack in blocks changes no result; on a CPU it keeps
     the working set in cache (measured on this 2-core machine, one thread, 32 models of the quick config: blocks
-    of 4-8 gave 1.3x the model-steps/s of one pass; the small config, 35 KiB a model, was fastest unblocked).
+    of 4-8 gave 1.3x the model-steps/s of one pass; the small config, 35 KiB a model, was fastest unblocked;
+    to redo it, time `train_step` with `Chunk.block` set by hand).
     A GPU takes the whole stack at once.
     """
     if device.type != "cpu":
