@@ -42,26 +42,62 @@ def test_iid_class_frequencies_match_zipf(alpha):
     assert stats.chisquare(obs, exp).pvalue > 1e-3
 
 
+@pytest.mark.parametrize("context", ["iid", "distinct"])
 @pytest.mark.parametrize("B", [1, 2, 4, 8])
-def test_bursty_sequences_hold_n_over_b_classes_b_times(B):
-    task = TaskConfig(K=512, alpha=1.5, B=B, p_bursty=1.0)
+def test_bursty_sequences_hold_n_over_b_slots_b_times(B, context):
+    """N/B slots, each tiled B times; "distinct" slots hold distinct classes, "iid" slots may share one."""
+    task = TaskConfig(K=512, alpha=1.5, B=B, p_bursty=1.0, context=context)
     _, (batch,) = _batch([task], b=256)
     cls = batch.classes[0].numpy()  # [b, N+1]
+    shared = 0
     for row in cls:
         ctx, q = row[:-1], row[-1]
         values, counts = np.unique(ctx, return_counts=True)
-        assert len(values) == 8 // B and set(counts) == {B}
+        assert all(c % B == 0 for c in counts) and counts.sum() == 8
+        if context == "distinct":
+            assert len(values) == 8 // B and set(counts) == {B}
+        shared += len(values) < 8 // B
         assert q in values
+    if context == "iid" and B == 4:  # two i.i.d. slots share a class with probability P2 = sum_k p_k^2
+        P2 = float((zipf_probs(torch.tensor([1.5]), torch.tensor([512]), 512) ** 2).sum())
+        assert stats.binomtest(shared, len(cls), P2).pvalue > 1e-3
+    elif context == "iid" and B < 8:
+        assert shared > 0.2 * len(cls)
 
 
-def test_bursty_uses_the_zipf_law_for_its_first_class():
-    """The first distinct class of a bursty context is a draw from p (sampling without replacement)."""
-    task = TaskConfig(K=32, L=32, alpha=1.0, B=2, p_bursty=1.0)
-    table, batches = _batch([task], b=1024, steps=2)
-    # the query is a uniformly chosen context class; its marginal is the inclusion probability, so test ranks:
-    cls = torch.cat([b.classes[0, :, :-1] for b in batches]).numpy()
-    freq = np.bincount(cls.ravel(), minlength=32) / cls.size
-    assert freq[0] > freq[1] > freq[4] > freq[20]  # more frequent classes appear more often
+@pytest.mark.parametrize("B", [1, 4])
+def test_iid_law_query_class_follows_p(B):
+    """Under the anchors' law the query's class is a uniformly chosen i.i.d. slot: its marginal is p itself
+    (chi-square); under "distinct" it is flatter (the top class far less often than p_1)."""
+    K, alpha = 64, 2.0
+    p = zipf_probs(torch.tensor([alpha]), torch.tensor([K]), K)[0].numpy()
+    tasks = [TaskConfig(K=K, L=32, alpha=alpha, B=B, p_bursty=1.0, context=c) for c in ("iid", "distinct")]
+    _, batches = _batch(tasks, b=2048, steps=2)
+    q = [torch.cat([b.classes[m, :, -1] for b in batches]).numpy() for m in range(2)]
+    n = len(q[0])
+    counts = np.bincount(q[0], minlength=K)
+    exp = p * n
+    keep = exp >= 5
+    obs_, exp_ = np.append(counts[keep], counts[~keep].sum()), np.append(exp[keep], exp[~keep].sum())
+    assert stats.chisquare(obs_, exp_).pvalue > 1e-3
+    top_distinct = (q[1] == 0).mean()
+    assert top_distinct < p[0] - 0.1 if B == 1 else top_distinct < p[0] - 0.03
+
+
+def test_zipf_tail_is_resolved():
+    """Inverse-CDF sampling resolves the Zipf tail: chi-square over ranks 256..K at alpha = 2.5, K = 2048
+    (items of non-bursty sequences; ~1e-4 of the mass lies beyond rank 256, ~2e-5 beyond rank 750)."""
+    K, alpha, n_seq = 2048, 2.5, 400_000
+    task = TaskConfig(K=K, L=32, D=1, alpha=alpha, p_bursty=0.0)
+    table, batches = _batch([task], b=n_seq, steps=3)
+    cls = torch.cat([b.classes.flatten() for b in batches]).numpy()
+    p = table.probs[0].numpy()
+    lo = 255  # 0-based index of rank 256
+    counts = np.bincount(cls, minlength=K)[lo:]
+    exp = p[lo:] * cls.size
+    assert counts.sum() > 300
+    assert _pooled_chisquare(counts, exp) > 1e-3
+    assert abs(counts.sum() - exp.sum()) < 4 * np.sqrt(exp.sum())  # the tail's total mass too
 
 
 def test_labels_and_tokens():
@@ -126,9 +162,46 @@ def test_evaluation_sets():
     assert torch.equal(iw.target, iw.classes[..., -1] % 32)
 
 
-def test_chunk_mates_do_not_change_a_models_stream():
-    a = TaskConfig(K=256, alpha=1.0, B=2)
-    mate = TaskConfig(K=1024, alpha=0.0, B=4, p_novel=0.5)
+def _pooled_chisquare(counts: np.ndarray, expected: np.ndarray, min_expected: float = 5.0) -> float:
+    """p-value of a chi-square over consecutive ranks pooled until each bin expects >= min_expected."""
+    obs, exp, o, e = [], [], 0.0, 0.0
+    for ci, ei in zip(counts, expected):
+        o, e = o + ci, e + ei
+        if e >= min_expected:
+            obs.append(o), exp.append(e)
+            o = e = 0.0
+    obs[-1] += o
+    exp[-1] += e
+    return stats.chisquare(obs, np.array(exp) * sum(obs) / sum(exp)).pvalue
+
+
+def test_zipf_tail_ranks_follow_p_given_a_tail_uniform():
+    """The engine's normal -> uniform -> inverse-CDF path, fed normals conditioned on the Zipf tail (uniforms
+    beyond the mass of ranks 1..255), draws ranks 256..K with probability p_k / tail mass, rank by rank. A uniform
+    rounded to float32 (spacing 6e-8 near 1, while p_k ~ 4e-9 at k = 2048) fails this."""
+    from scipy.special import ndtri
+    from zipfind.data import draw_sizes, split_draws
+
+    K, alpha, N, n = 2048, 2.5, 8, 100_000
+    task = TaskConfig(K=K, L=32, N=N, D=1, alpha=alpha, p_bursty=0.0)
+    table = make_table([task], [0], "cpu")
+    p = table.probs[0].numpy()
+    tail = p[255:].sum()
+    rng = np.random.default_rng(0)
+    z = torch.randn(1, n, sum(draw_sizes(N, 1, 32, False)), generator=torch.Generator().manual_seed(0))
+    at = (N + 1) * 1 + 3 + 2 * N  # where the i.i.d. uniforms start in the buffer (see split_draws)
+    margin = 1e-3 * p[255]  # keeps float32 rounding of z (~1e-11 in u) off the rank-256 boundary
+    z[..., at : at + N + 1] = torch.from_numpy(-ndtri(rng.random((1, n, N + 1)) * (tail - margin))).float()
+    cls = sample(table, split_draws(z, N, 1, 32, False)).classes.flatten().numpy()
+    assert cls.min() >= 255
+    counts = np.bincount(cls, minlength=K)[255:]
+    assert _pooled_chisquare(counts, p[255:] / tail * cls.size) > 1e-3
+
+
+@pytest.mark.parametrize("context", ["iid", "distinct"])
+def test_chunk_mates_do_not_change_a_models_stream(context):
+    a = TaskConfig(K=256, alpha=1.0, B=2, context=context)
+    mate = TaskConfig(K=1024, alpha=0.0, B=4, p_novel=0.5, context="distinct" if context == "iid" else "iid")
     t1 = make_table([a], [5], "cpu")
     t2 = make_table([mate, a], [9, 5], "cpu")
     z1 = draw([torch.Generator().manual_seed(3)], t1, draw_buffer(t1, 32))

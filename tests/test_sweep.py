@@ -136,3 +136,33 @@ def test_force_starts_over_without_stale_results(tmp_path):
     run = zipfind.load(out)
     assert run.fits is None and list(run.onsets.alpha) == [1.0]
     assert run.spec.to_dict() == changed.to_dict()
+
+
+def test_old_run_directory_loads_and_resumes_under_its_own_law(tmp_path):
+    """A spec.toml without the context key (made before it existed) reads as "distinct" and resumes as such:
+    the resumed chunks equal a fresh "distinct" sweep's, not an "iid" one's."""
+    from zipfind.config import dump_toml
+
+    grid = {"alpha": [2.0], "B": [1, 2]}
+    legacy = tmp_path / "old"
+    spec_iid = parse_spec(dict(SPEC, grid=grid))
+    spec_distinct = parse_spec(dict(SPEC, grid=grid, task=dict(SPEC["task"], context="distinct")))
+    run_sweep(spec_distinct, legacy, device="cpu", max_models=1)
+    # make it an old directory: no context key in spec.toml, one chunk not yet trained
+    d = spec_distinct.to_dict()
+    del d["task"]["context"]
+    (legacy / "spec.toml").write_text(dump_toml(d))
+    manifest = json.loads((legacy / "manifest.json").read_text())
+    manifest["chunks"][1]["status"] = "pending"
+    (legacy / "metrics" / "chunk-0001.parquet").unlink()
+    (legacy / "manifest.json").write_text(json.dumps(manifest))
+    assert zipfind.load(legacy).spec.task.context == "distinct"
+    summary = run_sweep(spec_iid, legacy, device="cpu", max_models=1)  # the user's spec has no context key
+    assert summary.ran_chunks == 1
+    assert "context = \"distinct\"" in (legacy / "spec.toml").read_text()
+    fresh_d, fresh_i = tmp_path / "d", tmp_path / "i"
+    run_sweep(spec_distinct, fresh_d, device="cpu", max_models=2)
+    run_sweep(spec_iid, fresh_i, device="cpu", max_models=2)
+    a, b, c = _metrics(legacy), _metrics(fresh_d), _metrics(fresh_i)
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(a.value, c.value, rtol=1e-3)

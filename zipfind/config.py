@@ -30,6 +30,7 @@ class TaskConfig:
     B: int = 1  # burstiness: copies of each class in a bursty context (0: no bursty sequences)
     p_bursty: float = 0.9  # fraction of bursty sequences
     p_novel: float = 0.0  # fraction of sequences of fresh classes with random labels (Reddy's p_C)
+    context: Literal["iid", "distinct"] = "iid"  # bursty slots i.i.d. from p (the anchors' law) or distinct
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
 AXIS_KEYS = {**TASK_KEYS, **TRAIN_KEYS}
 SECTIONS = {"task": TASK_KEYS, "model": MODEL_KEYS, "train": TRAIN_KEYS}
 TOP_KEYS = {"name", "seed", "task", "model", "train", "grid", "cells"}
-CHOICES = {"readout": ("linear", "mlp"), "optimizer": ("adam", "adamw", "sgd")}
+CHOICES = {"readout": ("linear", "mlp"), "optimizer": ("adam", "adamw", "sgd"), "context": ("iid", "distinct")}
 
 
 def _default(spec: Spec, key: str) -> Any:
@@ -223,7 +224,7 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
     if not train.init_scale > 0:
         bad("init_scale", train.init_scale, "must be > 0")
     for k, c in CHOICES.items():
-        v = getattr(model, k, None) if k in MODEL_KEYS else getattr(train, k)
+        v = getattr(next(c for c in (task, train, model) if hasattr(c, k)), k)
         if v not in c:
             bad(k, v, f"one of {', '.join(c)}")
     for k in ("d_model", "layers", "heads", "mlp_hidden"):

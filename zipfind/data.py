@@ -1,7 +1,7 @@
 """The task sampler: Zipf class tables and bursty in-context classification sequences, batched over M models.
 
 Every model m owns a task instance (class means, label vectors, Zipf class probabilities; K padded with
-zero-probability classes) and a random stream. Per step, `draw` fills one standard-normal buffer per model from
+zero-probability classes), a context law ("iid" or "distinct" slots, see `sample`) and a random stream. Per step, `draw` fills one standard-normal buffer per model from
 that model's own generator (the only per-model loop: one call a model); everything after it (inverse-CDF class
 sampling, sampling without replacement, shuffles, token assembly) is vectorised over [M, batch]. A model's
 sequences therefore depend only on its own configuration and generator, never on the chunk it is stacked in.
@@ -60,6 +60,8 @@ class TaskTable:
     L: int
     D: int
     needs_novel: tuple[bool, ...]  # per model: p_novel > 0 (host-side, so sampling never syncs)
+    distinct: tuple[bool, ...]  # per model: context law "distinct" (host-side copy of law_distinct)
+    law_distinct: Tensor  # [M] bool: slots drawn without replacement ("distinct"), else i.i.d. ("iid")
 
     @property
     def M(self) -> int:
@@ -85,7 +87,9 @@ def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.
     return TaskTable(means=means.to(device), labels=labels.to(device), probs=probs, cdf_lo=cdf_hi - probs,
                      cdf_hi=cdf_hi, K=K, B=col("B", torch.long), p_bursty=col("p_bursty"),
                      p_novel=col("p_novel"), eps=col("eps"), N=N, L=L, D=D,
-                     needs_novel=tuple(t.p_novel > 0 for t in tasks))
+                     needs_novel=tuple(t.p_novel > 0 for t in tasks),
+                     distinct=tuple(t.context == "distinct" for t in tasks),
+                     law_distinct=torch.tensor([t.context == "distinct" for t in tasks], device=device))
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class Draws:
     """Standard-normal draws behind one batch; [M, b, ...]."""
 
     item: Tensor  # [M, b, N+1, D] within-class noise eta (times sqrt(D))
-    u: Tensor  # [M, b, 3N+4] uniforms
+    u: Tensor  # [M, b, 3N+4] float64 uniforms
     novel: Tensor | None  # [M, b, N, D] fresh class means (times sqrt(D)); None when no model needs them
     lab: Tensor | None  # [M, b, L] keys of a random label permutation for fresh classes
 
@@ -106,7 +110,8 @@ def split_draws(z: Tensor, N: int, D: int, L: int, novel: bool) -> Draws:
     """Cut a flat [M, b, n] normal buffer into its parts; uniforms via the normal CDF."""
     M, b, _ = z.shape
     parts = z.split(draw_sizes(N, D, L, novel), dim=-1)
-    return Draws(item=parts[0].reshape(M, b, N + 1, D), u=torch.special.ndtr(parts[1]),
+    u = torch.special.ndtr(parts[1].to(torch.float64))  # float64: the Zipf tail's inverse CDF needs it
+    return Draws(item=parts[0].reshape(M, b, N + 1, D), u=u,
                  novel=parts[2].reshape(M, b, N, D) if novel else None,
                  lab=parts[3] if novel else None)
 
@@ -166,7 +171,7 @@ def _without(table: TaskTable, u: Tensor, chosen: Tensor | None) -> Tensor:
         skipped = (g[..., None, :] <= x[..., None]).sum(-1)  # [M, b, n] removed classes below x
         shift = torch.cat([torch.zeros_like(before[..., :1]), before], -1).gather(-1, skipped)
         x = x + shift
-    idx = torch.searchsorted(table.cdf_hi, x.reshape(M, -1), right=True).view(M, b, n)
+    idx = torch.searchsorted(table.cdf_hi, x.reshape(M, -1).contiguous(), right=True).view(M, b, n)
     return torch.minimum(idx, (table.K - 1)[:, None, None])
 
 
@@ -177,6 +182,16 @@ def _distinct(table: TaskTable, u: Tensor) -> Tensor:
     for j in range(1, u.shape[-1]):
         out[..., j : j + 1] = _without(table, u[..., j : j + 1], out[..., :j])
     return out
+
+
+def _slots(table: TaskTable, u: Tensor) -> Tensor:
+    """Classes of the context slots under each model's law, u [M, b, n] -> [M, b, n]: i.i.d. from p ("iid", the
+    anchors' law) or successive sampling without replacement ("distinct")."""
+    iid = _without(table, u, None)
+    if not any(table.distinct):
+        return iid
+    dist = _distinct(table, u)
+    return dist if all(table.distinct) else torch.where(table.law_distinct[:, None, None], dist, iid)
 
 
 @dataclass(frozen=True)
@@ -195,9 +210,12 @@ class Batch:
 def sample(table: TaskTable, z: Draws, kind: Kind = "train") -> Batch:
     """Build sequences of one kind from draws.
 
-    train: bursty with probability p_bursty (N/B distinct classes from p, B copies each, shuffled; query from
-      a class in the context), else items and query i.i.d. from p; with probability p_novel the classes are
-      fresh (means drawn anew, distinct random labels) in the bursty layout with B' = max(B, 1).
+    train: bursty with probability p_bursty (N/B class slots, B copies each, shuffled; the query's class is a
+      uniformly chosen slot), else items and query i.i.d. from p; with probability p_novel the classes are
+      fresh (means drawn anew, distinct random labels) in the bursty layout with B' = max(B, 1). The slots
+      follow the model's context law: "iid" draws them i.i.d. from p (two slots may share a class; the query's
+      class then follows p: the law of Reddy's and Chan et al.'s code), "distinct" by successive sampling
+      without replacement (the query's class is then flatter than p; zipfind < 0.2's law).
     ic: fresh classes, N distinct in the context (B' = 1), random labels, query class in the context: pure ICL.
     ic2: known classes, N distinct from p (B' = 1), query in the context, labels shifted to (k+1) mod L.
     iw: items and query from p, the query's class never in the context: pure IWL.
@@ -222,7 +240,12 @@ def sample(table: TaskTable, z: Draws, kind: Kind = "train") -> Batch:
         is_bursty = is_novel = torch.zeros(M, b, dtype=torch.bool, device=dev)
         iid_cls = torch.cat([ctx_cls, q_cls], -1)
     else:
-        dist = _distinct(table, u_dist) if kind != "ic" else torch.zeros_like(ctx_slot)  # [M, b, N]
+        if kind == "ic":
+            dist = torch.zeros_like(ctx_slot)  # fresh classes: slot ids only
+        elif kind == "ic2":
+            dist = _distinct(table, u_dist)  # N distinct known classes, under either law
+        else:
+            dist = _slots(table, u_dist)  # [M, b, N] class of each slot (the first N/B are used)
         iid_cls = _without(table, u_iid, None) if kind == "train" else dist[..., :1].expand(M, b, N + 1)
         if kind == "train":
             is_bursty = (u_bursty < table.p_bursty[:, None]) & (table.B[:, None] > 0)

@@ -19,7 +19,7 @@ import platform
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,36 @@ def cells_table(spec: Spec) -> pd.DataFrame:
     return pd.DataFrame([{"cell": c.index, **c.params()} for c in spec.expand()])
 
 
+LEGACY_CONTEXT = "distinct"  # the context law of run directories written before `[task] context` existed
+
+
+def _is_legacy(raw: dict[str, Any]) -> bool:
+    """A stored spec without the context key anywhere: made under the old (distinct) law."""
+    cells = raw.get("cells", [])
+    return not ("context" in raw.get("task", {}) or "context" in raw.get("grid", {})
+                or any(isinstance(c, dict) and "context" in c for c in cells))
+
+
 def read_spec(run_dir: Path) -> Spec:
+    """The run's resolved spec; a spec.toml without a context key (an old run) reads as context = "distinct"."""
     path = Path(run_dir) / "spec.toml"
     if not path.is_file():
         raise RunError(f"run directory: {str(run_dir)!r} has no spec.toml; give a directory made by `zipfind sweep`")
-    return parse_spec(tomllib.loads(path.read_text()))
+    raw = tomllib.loads(path.read_text())
+    if _is_legacy(raw):
+        raw.setdefault("task", {})["context"] = LEGACY_CONTEXT
+    return parse_spec(raw)
+
+
+def resume_spec(run_dir: Path, spec: Spec) -> Spec:
+    """The spec to train with: an old run directory (no context key) resumes under its own law, "distinct", when
+    `spec` equals its spec except for the context law; otherwise `spec` unchanged."""
+    path = Path(run_dir) / "spec.toml"
+    if not path.is_file() or not _is_legacy(tomllib.loads(path.read_text())):
+        return spec
+    stored = read_spec(run_dir)
+    legacy = replace(spec, task=replace(spec.task, context=LEGACY_CONTEXT))
+    return stored if legacy.to_dict() == stored.to_dict() and "context" not in spec.axes else spec
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -101,6 +126,7 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
     if (run_dir / "manifest.json").is_file() and (run_dir / "spec.toml").is_file():
         same = read_spec(run_dir).to_dict() == spec.to_dict()
         if same:
+            atomic_write(run_dir / "spec.toml", spec_text)  # an old run's spec gains its explicit context key
             manifest = read_manifest(run_dir)
             manifest.update(meta, resumed=manifest.get("resumed", 0) + 1)
             write_json(manifest, run_dir / "manifest.json")

@@ -92,6 +92,7 @@ def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Ex
     dev = resolve_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise store.RunError("device: 'cuda' is not available on this machine; use --device cpu or auto")
+    spec = store.resume_spec(out, spec)
     cells = spec.expand()
     mm = max_models or default_max_models(cells, spec.model, dev)
     meta = {"device": str(dev), "torch": torch.__version__, "executor": executor}
