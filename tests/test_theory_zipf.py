@@ -12,78 +12,107 @@ from scipy.special import zeta
 from zipfind.theory import zipf as z
 
 
-# -- a small numpy simulation of the task's sampler (independent of zipfind.data) --------------------------------
-def sample_stream(rng, alpha, K, N, B, p_bursty, n):
-    """Contexts [n, N] and queries [n] of class indices 0..K-1, mixed bursty / i.i.d. as in SCIENCE.md."""
-    p = z.zipf_probs(alpha, K)
-    ctx = rng.choice(K, size=(n, N), p=p)
-    query = rng.choice(K, size=n, p=p)
-    if B >= 1:
-        bursty = rng.random(n) < p_bursty
-        slots = rng.choice(K, size=(n, N // B), p=p)  # N/B classes drawn i.i.d., each repeated B times
-        pick = slots[np.arange(n), rng.integers(0, N // B, size=n)]  # query copies a uniformly chosen slot
-        ctx = np.where(bursty[:, None], np.repeat(slots, B, axis=1), ctx)
-        query = np.where(bursty, pick, query)
-    return ctx, query, p
+# -- Monte Carlo of the engine's own sampler (zipfind.data.sample) ------------------------------------------------
+LAW_CELLS = [(a, B, c) for c in ("iid", "distinct") for a in (0.0, 1.0, 2.0) for B in (1, 2, 4)]
+MC_K, MC_N, MC_PB, MC_SEQ = 256, 8, 0.7, 8192
 
 
-CASES = [  # alpha, K, N, B, p_bursty
-    (0.0, 40, 8, 2, 0.9),
-    (0.8, 200, 8, 4, 0.5),
-    (1.3, 1000, 6, 3, 0.9),
-    (2.2, 30, 8, 0, 0.9),
-]
+@pytest.fixture(scope="module")
+def engine_stream():
+    """Classes [M, n, N+1] (query last) of training sequences drawn by zipfind.data.sample for every LAW_CELLS
+    cell stacked in one table, plus one non-bursty cell per alpha (p_bursty = 0)."""
+    torch = pytest.importorskip("torch")
+    from zipfind.config import TaskConfig
+    from zipfind.data import draw, draw_buffer, make_table, sample
+
+    cells = LAW_CELLS + [(a, 1, "iid") for a in (0.0, 1.0, 2.0)]
+    tasks = [TaskConfig(K=MC_K, L=32, N=MC_N, D=1, alpha=a, B=B, context=c,
+                        p_bursty=MC_PB if i < len(LAW_CELLS) else 0.0) for i, (a, B, c) in enumerate(cells)]
+    table = make_table(tasks, list(range(len(tasks))), "cpu")
+    gens = [torch.Generator().manual_seed(100 + i) for i in range(len(tasks))]
+    buf = draw_buffer(table, MC_SEQ)
+    classes = torch.cat([sample(table, draw(gens, table, buf)).classes for _ in range(2)], 1).numpy()
+    return cells, classes
 
 
-def within(est, se, exact, k=3.0):
-    return abs(est - exact) <= k * se, f"MC {est:.6g} +- {se:.2g} vs {exact:.6g}"
+def within(est, se, exact, k=4.0):
+    return abs(est - exact) <= k * se + 1e-12, f"MC {est:.6g} +- {se:.2g} vs {exact:.6g}"
 
 
-@pytest.mark.parametrize("alpha,K,N,B,pb", CASES)
-def test_statistics_match_monte_carlo(alpha, K, N, B, pb):
-    rng = np.random.default_rng(1234)
-    n = 40_000
-    ctx, query, p = sample_stream(rng, alpha, K, N, B, pb, n)
-
-    # p_k for the two most frequent classes and the rarest
-    for kk in (0, 1, K - 1):
-        freq = np.mean(query == kk)
-        ok, msg = within(freq, np.sqrt(p[kk] * (1 - p[kk]) / n), float(z.zipf_probs(alpha, K)[kk]))
-        assert ok, msg
-    # collision probability of two independent draws
-    a, b = rng.choice(K, size=(2, n), p=p)
-    hit = np.mean(a == b)
-    ok, msg = within(hit, np.sqrt(hit * (1 - hit) / n), float(z.collision_probability(alpha, K)))
+def _mean_check(x, exact):
+    sd = np.sqrt(exact * (1 - exact)) if x.dtype == bool else x.std()  # Bernoulli: the exact law's spread
+    ok, msg = within(x.mean(), sd / np.sqrt(x.size), exact)
     assert ok, msg
-    # query class among N i.i.d. context items
-    ictx, iq, _ = sample_stream(rng, alpha, K, N, 0, 0.0, n)
-    hit = np.mean(np.any(ictx == iq[:, None], axis=1))
-    ok, msg = within(hit, np.sqrt(hit * (1 - hit) / n) + 1e-12, float(z.p_query_in_context(alpha, K, N)))
-    assert ok, msg
-    # mixed stream: query class in context
-    hit = np.mean(np.any(ctx == query[:, None], axis=1))
-    ok, msg = within(hit, np.sqrt(hit * (1 - hit) / n) + 1e-12, float(z.p_query_in_context_mixed(alpha, K, N, pb, B)))
-    assert ok, msg
-    # expected copies of the query class in context
-    copies = np.sum(ctx == query[:, None], axis=1)
-    ok, msg = within(copies.mean(), copies.std() / np.sqrt(n), float(z.expected_query_copies(alpha, K, N, pb, B)))
-    assert ok, msg
-    # expected distinct classes per context
+
+
+@pytest.mark.parametrize("i", range(len(LAW_CELLS)), ids=[f"a{a}-B{B}-{c}" for a, B, c in LAW_CELLS])
+def test_context_statistics_match_the_engines_sampler(engine_stream, i):
+    """Each context statistic a model uses, for both laws: query class in context, copies of the query class,
+    distinct classes per context, the query-class law (chi-square) and query-query collisions."""
+    from scipy import stats
+
+    cells, classes = engine_stream
+    alpha, B, law = cells[i]
+    cls = classes[i]  # [n, N+1]
+    ctx, q = cls[:, :-1], cls[:, -1]
+    args = (alpha, MC_K, MC_N, MC_PB, B)
+    _mean_check(np.any(ctx == q[:, None], axis=1), float(z.p_query_in_context_mixed(*args)))
+    _mean_check(np.sum(ctx == q[:, None], axis=1), float(z.expected_query_copies(*args, law)))
     srt = np.sort(ctx, axis=1)
-    distinct = 1 + np.sum(srt[:, 1:] != srt[:, :-1], axis=1)
-    ok, msg = within(distinct.mean(), distinct.std() / np.sqrt(n), float(z.expected_distinct_classes(alpha, K, N, pb, B)))
-    assert ok, msg
-    # residual mass at a threshold between p_2 and p_3: queries whose class has p <= f
+    _mean_check(1 + np.sum(srt[:, 1:] != srt[:, :-1], axis=1), float(z.expected_distinct_classes(*args, law)))
+    w = z.query_class_law(alpha, MC_K, MC_N, MC_PB, B, law)
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-9)
+    counts, exp = np.bincount(q, minlength=MC_K), w * q.size
+    keep = exp >= 5
+    obs_, exp_ = counts[keep], exp[keep]
+    if (~keep).any():  # the sparse tail pooled into one bin
+        obs_, exp_ = np.append(obs_, counts[~keep].sum()), np.append(exp_, exp[~keep].sum())
+    assert stats.chisquare(obs_, exp_ * obs_.sum() / exp_.sum()).pvalue > 1e-4
+    _mean_check(q[0::2] == q[1::2], float(z.query_collision_probability(*args, law)))
+
+
+def test_laws_differ_where_the_issue_measured_them(engine_stream):
+    """The two laws are far apart at alpha = 2 (P(query = top class) 0.61 vs 0.12 at B = 1): the statistics must
+    say which law they describe."""
+    w_iid = z.bursty_query_law(2.0, 2048, 8, 1, "iid")
+    w_dist = z.bursty_query_law(2.0, 2048, 8, 1, "distinct")
+    assert w_iid[0] == pytest.approx(0.6079, abs=1e-3) and w_dist[0] == pytest.approx(0.125, abs=1e-3)
+    assert z.expected_distinct_classes(2.0, 2048, 8, 1.0, 4, "distinct") == 2.0
+    assert z.expected_distinct_classes(2.0, 2048, 8, 1.0, 4, "iid") == pytest.approx(1.60, abs=0.01)
+
+
+def test_successive_inclusion_is_exact():
+    """pi_k against enumeration of every ordered draw (K = 6, n = 3), and sum_k pi_k = n at K = 2048."""
+    import itertools
+
+    p = z.zipf_probs(1.3, 6)
+    pi = np.zeros(6)
+    for seq in itertools.permutations(range(6), 3):
+        pr, rem = 1.0, 1.0
+        for c in seq:
+            pr, rem = pr * p[c] / rem, rem - p[c]
+        pi[list(seq)] += pr
+    np.testing.assert_allclose(z.successive_inclusion(p, 3), pi, atol=1e-11)
+    for alpha in (0.0, 1.0, 2.5):
+        np.testing.assert_allclose(z.successive_inclusion(z.zipf_probs(alpha, 2048), 8).sum(), 8, rtol=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
+def test_iid_statistics_match_the_engines_sampler(engine_stream, alpha):
+    """Non-bursty engine sequences: p_k, P2, P_in for N i.i.d. items, residual and unmemorised mass."""
+    cells, classes = engine_stream
+    cls = classes[len(LAW_CELLS) + (0.0, 1.0, 2.0).index(alpha)]
+    ctx, q = cls[:, :-1], cls[:, -1]
+    K, N = MC_K, MC_N
+    p = z.zipf_probs(alpha, K)
+    for kk in (0, 1, K - 1):
+        _mean_check(q == kk, float(p[kk]))
+    _mean_check(ctx[:, 0] == ctx[:, 1], float(z.collision_probability(alpha, K)))
+    _mean_check(np.any(ctx == q[:, None], axis=1), float(z.p_query_in_context(alpha, K, N)))
     f = 0.5 * (p[1] + p[2]) if alpha > 0 else 2.0 / K
-    hit = np.mean(p[query] <= f)
-    ok, msg = within(hit, np.sqrt(hit * (1 - hit) / n) + 1e-12, float(z.residual_mass(alpha, K, f)))
-    assert ok, msg
-    # unmemorised mass: class k memorised once a Poisson(m p_k) count of events is >= 1
-    m = 3.0 * K
-    unmem = rng.poisson(m * p[query]) == 0
-    hit = np.mean(unmem)
-    ok, msg = within(hit, np.sqrt(hit * (1 - hit) / n) + 1e-12, float(z.unmemorised_mass(alpha, K, m)))
-    assert ok, msg
+    _mean_check(p[q] <= f, float(z.residual_mass(alpha, K, f)))
+    m = 3.0 * K  # class k unmemorised while a Poisson(m p_k) count is 0
+    _mean_check(np.random.default_rng(0).poisson(m * p[q]) == 0, float(z.unmemorised_mass(alpha, K, m)))
 
 
 def test_sympy_expressions_exact_at_alpha_zero():
@@ -102,7 +131,7 @@ def test_sympy_expressions_exact_at_alpha_zero():
         "unmemorised": sp.exp(-m / K),
     }
     for name, closed in uniform.items():
-        expr = z.EXPRESSIONS[name].subs(z.alpha, 0).doit()
+        expr = z.EXPRESSIONS[name].subs({z.alpha: 0, z.context: 0}).doit()
         diff = sp.simplify(expr - closed)
         if name == "residual":  # compare branch by branch
             diff = sp.simplify(diff.subs(f, 1 / (2 * K))) + sp.simplify(diff.subs(f, 2 / K))
@@ -135,14 +164,16 @@ def test_sympy_equals_numeric_at_random_points():
         pbv = float(rng.uniform(0, 1))
         fv = float(rng.uniform(0.01, 0.3))
         mv = float(rng.uniform(1, 100))
-        subs = {z.alpha: a, z.K: Kv, z.N: Nv, z.B: Bv, z.p_bursty: pbv, z.f: fv, z.m: mv}
+        law = str(rng.choice(["iid", "distinct"]))
+        subs = {z.alpha: a, z.K: Kv, z.N: Nv, z.B: Bv, z.p_bursty: pbv, z.f: fv, z.m: mv,
+                z.context: float(z.context_flag(law))}
         num = {
             "H_K": z.harmonic_number(Kv, a),
             "P2": z.collision_probability(a, Kv),
             "P_in": z.p_query_in_context(a, Kv, Nv),
             "P_in_mixed": z.p_query_in_context_mixed(a, Kv, Nv, pbv, Bv),
-            "query_copies": z.expected_query_copies(a, Kv, Nv, pbv, Bv),
-            "distinct_classes": z.expected_distinct_classes(a, Kv, Nv, pbv, Bv),
+            "query_copies": z.expected_query_copies(a, Kv, Nv, pbv, Bv, law),
+            "distinct_classes": z.expected_distinct_classes(a, Kv, Nv, pbv, Bv, law),
             "residual": z.residual_mass(a, Kv, fv),
             "unmemorised": z.unmemorised_mass(a, Kv, mv),
         }

@@ -2,8 +2,10 @@
 
 Classes k = 1..K have probability p_k = k^-alpha / H_K(alpha). Each statistic exists twice, side by side: an exact
 sympy expression in the module-level symbols (``EXPRESSIONS``) and a vectorised numpy function that broadcasts its
-arguments and stays accurate (relative error < 1e-9) for K up to 1e6 and alpha in [0, 3]. Derivations, the sampler
-conventions assumed, and the error of each large-K asymptotic are in theory/zipf.md.
+arguments and stays accurate (relative error < 1e-9) for K up to 1e6 and alpha in [0, 3]. Statistics of a context
+take the engine's context law (``context``: "iid", the anchors' law, or "distinct", see zipfind.data.sample);
+the "distinct" law's query-class law comes from successive-sampling inclusion probabilities, computed exactly
+(`successive_inclusion`) for K <= 65536. Derivations and the error of each large-K asymptotic: theory/zipf.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from scipy.special import zeta as _zeta_numeric
 from sympy import (
     Eq,
+    Function,
     Max,
     Min,
     Piecewise,
@@ -34,7 +37,13 @@ __all__ = [
     "expected_query_copies", "expected_distinct_classes", "residual_mass", "unmemorised_mass",
     "harmonic_asymptotic", "harmonic_asymptotic_error", "collision_probability_limit",
     "residual_mass_asymptotic", "ClassNodes", "class_nodes", "bursty_fraction",
+    "context", "CONTEXT_LAWS", "context_flag", "bursty_law", "n_slots", "query_law", "distinct_bursty",
+    "successive_inclusion", "bursty_query_law", "query_class_law", "query_collision_probability",
+    "with_bursty_law",
 ]
+
+CONTEXT_LAWS = ("iid", "distinct")  # how a bursty context's N/B slots are drawn (zipfind.data.sample)
+MAX_K_DISTINCT = 65536  # the "distinct" law's inclusion probabilities are computed exactly up to this K
 
 # ---------------------------------------------------------------------------------------------------------------
 # Symbols (declared with their assumptions)
@@ -48,6 +57,7 @@ p_bursty = Symbol("p_bursty", nonnegative=True)  # fraction of bursty sequences
 f = Symbol("f", nonnegative=True)  # frequency threshold of memorisation
 m = Symbol("m", nonnegative=True)  # memorisation exposure r * t (events per unit frequency)
 s = Symbol("s", nonnegative=True)  # generic exponent of H_K(s)
+context = Symbol("context", nonnegative=True)  # context law as a number: 0 = "iid", 1 = "distinct"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Exact sympy expressions
@@ -58,15 +68,38 @@ P2 = harmonic(K, 2 * alpha) / H_K**2  # two i.i.d. draws share a class
 P_in = Sum(p_k * (1 - (1 - p_k) ** N), (k, 1, K))  # query class among N i.i.d. context items
 B_eff = Max(B, 1)  # repetition count; B = 0 counts as 1
 bursty_on = Piecewise((p_bursty, B >= 1), (0, True))  # B = 0 means no bursty sequences at all
-P_in_mixed = bursty_on + (1 - bursty_on) * P_in  # bursty queries are always in context
-query_copies = bursty_on * B_eff * (1 + (N / B_eff - 1) * P2) + (1 - bursty_on) * N * P2
+P_in_mixed = bursty_on + (1 - bursty_on) * P_in  # bursty queries are always in context (either law)
+
+
+n_slots = N / B_eff  # slots of a bursty context
+
+
+class bursty_law(Function):
+    """b_k: probability that a bursty context's query is of class k. "iid" law: p_k. "distinct" law: pi_k / n, with
+    pi_k the probability that k is among n = N/B successive draws without replacement from p (no closed form;
+    evaluated numerically by `successive_inclusion`, derivation in theory/zipf.md). Arguments (k, context)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, kk, ctx):
+        if ctx.is_zero:
+            return kk**-alpha / harmonic(K, alpha)
+        return None
 
 
 def _distinct(n_draws):
     return Sum(1 - (1 - p_k) ** n_draws, (k, 1, K))
 
 
-distinct_classes = bursty_on * _distinct(N / B_eff) + (1 - bursty_on) * _distinct(N)
+is_distinct = Eq(context, 1)
+query_law = bursty_on * bursty_law(k, context) + (1 - bursty_on) * p_k  # w_k: P(query class = k)
+P2_query = Sum(query_law**2, (k, 1, K))  # two queries (of two sequences) share a class
+distinct_bursty = Piecewise((n_slots, is_distinct), (_distinct(n_slots), True))  # distinct classes, bursty context
+distinct_classes = bursty_on * distinct_bursty + (1 - bursty_on) * _distinct(N)
+query_copies = bursty_on * B_eff * Piecewise((1, is_distinct), (1 + (n_slots - 1) * P2, True)) + (
+    1 - bursty_on
+) * N * P2
 # number of classes with p_k > f; k < (f H)^(-1/alpha) for alpha > 0, all-or-none at alpha = 0
 k_star = Piecewise(
     (Piecewise((K, f < 1 / K), (0, True)), Eq(alpha, 0)),
@@ -92,6 +125,8 @@ EXPRESSIONS = {
     "P_in_mixed": P_in_mixed,
     "query_copies": query_copies,
     "distinct_classes": distinct_classes,
+    "query_law": query_law,
+    "P2_query": P2_query,
     "residual": residual,
     "unmemorised": unmemorised,
 }
@@ -159,6 +194,7 @@ class ClassNodes:
     w: np.ndarray  # [n, J] weights (0 on padding)
     p: np.ndarray  # [n, J] p_k at each node
     shape: tuple[int, ...]  # broadcast shape of the cells
+    b: np.ndarray | None = None  # [n, J] bursty query law b_k at each node (see with_bursty_law)
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """Weighted sum over nodes of values [n, J] -> [*shape]."""
@@ -203,6 +239,146 @@ def class_nodes(alpha_, K_, head: int = 256, per_efold: int = 16) -> ClassNodes:
     return ClassNodes(k=ks, w=ws, p=p, shape=shape)
 
 
+def context_flag(context_) -> np.ndarray:
+    """The context law as a number, broadcast: "iid" -> 0.0, "distinct" -> 1.0 (0/1 pass through)."""
+    arr = np.asarray(context_, dtype=object)
+    out = np.empty(arr.shape, dtype=float)
+    for idx, v in np.ndenumerate(arr):
+        if isinstance(v, str):
+            if v not in CONTEXT_LAWS:
+                raise ValueError(f"context: {v!r} is not allowed; one of {', '.join(CONTEXT_LAWS)}")
+            out[idx] = float(CONTEXT_LAWS.index(v))
+        elif float(v) in (0.0, 1.0):
+            out[idx] = float(v)
+        else:
+            raise ValueError(f"context: {v!r} is not allowed; 'iid' (0) or 'distinct' (1)")
+    return out
+
+
+def _poly_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Product of polynomials in z truncated to their common degree: a, b [..., n] coefficients -> [..., n]."""
+    n = a.shape[-1]
+    out = np.zeros(np.broadcast_shapes(a.shape, b.shape))
+    for i in range(n):
+        out[..., i:] += a[..., i : i + 1] * b[..., : n - i]
+    return out
+
+
+def _leave_one_out(leaves: np.ndarray) -> np.ndarray:
+    """prod_{j != k} leaves_j for every k, as truncated polynomials: [..., K, n] -> [..., K, n] (product tree)."""
+    *lead, K_, n = leaves.shape
+    size = 1 << max(K_ - 1, 0).bit_length()
+    one = np.zeros((*lead, 1, n))
+    one[..., 0, 0] = 1.0
+    levels = [np.concatenate([leaves, np.broadcast_to(one, (*lead, size - K_, n))], axis=-2)]
+    while levels[-1].shape[-2] > 1:
+        x = levels[-1]
+        levels.append(_poly_mul(x[..., 0::2, :], x[..., 1::2, :]))  # [..., size / 2^l, n]
+    excl = np.broadcast_to(one, levels[-1].shape)  # the root's complement is empty
+    for x in reversed(levels[:-1]):
+        sib = np.stack([x[..., 1::2, :], x[..., 0::2, :]], axis=-2)  # each node's sibling, [..., m, 2, n]
+        excl = _poly_mul(np.repeat(excl, 2, axis=-2), sib.reshape(x.shape))
+    return excl[..., :K_, :]
+
+
+def successive_inclusion(p, n: int, per_efold: int = 8) -> np.ndarray:
+    """pi_k: probability that class k is among n successive draws without replacement from p ([K] -> [K]).
+
+    Exponential race: successive sampling picks the n classes whose clocks T_j ~ Exp(p_j) ring first, so
+    pi_k = int_0^inf p_k e^(-p_k t) P(#{j != k: T_j < t} < n) dt. The count is Poisson-binomial; its leave-one-out
+    generating polynomials (degree < n) come from a product tree (non-negative terms: no cancellation), and the
+    integral is Gauss-Legendre in ln t, per_efold nodes an e-fold, up to where fewer than n rings is < 1e-16.
+    sum_k pi_k = n exactly. Cost O(nodes K n^2).
+    """
+    p = np.asarray(p, dtype=float)
+    K_, n = p.size, int(n)
+    if n >= K_:
+        return np.ones(K_)
+    if n <= 1:
+        return p.copy() if n == 1 else np.zeros(K_)
+    if K_ > MAX_K_DISTINCT:
+        raise ValueError(f"K: {K_} is not allowed for the 'distinct' context law; at most {MAX_K_DISTINCT}")
+    t_lo = 1e-6  # P(n rings by t_lo) <= t_lo^n / n!: below it every clock other than k's is silent
+
+    def fewer_than_n(t: np.ndarray) -> np.ndarray:  # P(#rings by t < n), all classes, [len(t)]
+        e = np.exp(-np.outer(t, p))  # [nt, K]
+        leaves = np.zeros((t.size, K_, n))
+        leaves[..., 0], leaves[..., 1] = e, -np.expm1(-np.outer(t, p))
+        prod = leaves[:, 0]
+        for j in range(1, K_):  # only a coarse grid: a plain running product is fine here
+            prod = _poly_mul(prod, leaves[:, j])
+        return prod.sum(-1)
+
+    coarse = np.logspace(0, 16, 33) / p.max() * 1e-2
+    tail = fewer_than_n(coarse) if K_ <= 4096 else None
+    t_hi = coarse[np.argmax(tail < 1e-16)] if tail is not None and (tail < 1e-16).any() else coarse[-1]
+    gx, gw = _gauss_legendre(per_efold)
+    width = np.log(t_hi / t_lo)
+    panels = int(np.ceil(width))
+    h = width / panels
+    u = (np.log(t_lo) + h * (np.arange(panels)[:, None] + 0.5 + 0.5 * gx[None, :])).reshape(-1)  # ln t nodes
+    wt = (0.5 * h * np.broadcast_to(gw, (panels, per_efold))).reshape(-1) * np.exp(u)  # dt = t du
+    t = np.exp(u)
+    pi = -np.expm1(-p * t_lo)  # [K] the interval [0, t_lo], where the count is 0
+    step = max(1, int(2**22 // (K_ * n)))  # nodes per block, bounding memory
+    for a in range(0, t.size, step):
+        tb = t[a : a + step]  # [nt]
+        leaves = np.zeros((tb.size, K_, n))
+        leaves[..., 0] = np.exp(-np.outer(tb, p))
+        leaves[..., 1] = -np.expm1(-np.outer(tb, p))
+        survive = _leave_one_out(leaves).sum(-1)  # [nt, K] P(fewer than n other rings by t)
+        pi = pi + np.sum(wt[a : a + step, None] * p[None, :] * leaves[..., 0] * survive, axis=0)
+    return pi
+
+
+@lru_cache(maxsize=128)
+def _inclusion(alpha_: float, K_: int, n: int) -> np.ndarray:
+    return successive_inclusion(zipf_probs(alpha_, K_), n)
+
+
+def bursty_query_law(alpha_: float, K_: int, N_: int, B_: int, context_="iid") -> np.ndarray:
+    """b_k ([K]): the law of a bursty context's query class; p under "iid", pi_k / (N/B) under "distinct"."""
+    n = int(N_ // max(int(B_), 1))
+    if context_flag(context_) == 0 or n <= 1:
+        return zipf_probs(alpha_, K_)
+    return _inclusion(float(alpha_), int(K_), n) / n
+
+
+def query_class_law(alpha_: float, K_: int, N_: int, p_bursty_: float, B_: int, context_="iid") -> np.ndarray:
+    """w_k ([K]): the query class's law in the training stream (known classes): p_b b_k + (1 - p_b) p_k."""
+    pb = float(bursty_fraction(p_bursty_, B_))
+    return pb * bursty_query_law(alpha_, K_, N_, B_, context_) + (1 - pb) * zipf_probs(alpha_, K_)
+
+
+def with_bursty_law(nodes: ClassNodes, alpha_, K_, N_, B_, context_) -> ClassNodes:
+    """nodes with b (the bursty query law) at every node, per cell; all args broadcast to nodes.shape.
+
+    "iid" cells: b = p. "distinct" cells: b = p rho(k) with rho_k = pi_k / (n p_k) computed exactly at the integer
+    ranks and interpolated in ln k between them (clamped at the ends, for the quadrature's correction nodes)."""
+    cols = np.broadcast_arrays(*(np.asarray(v, dtype=float).reshape(-1) for v in (alpha_, K_, N_, B_)),
+                               context_flag(context_).reshape(-1))
+    b = nodes.p.copy()
+    for i, (a, Kv, Nv, Bv, flag) in enumerate(zip(*cols)):
+        n = int(Nv // max(Bv, 1.0))
+        if flag == 0 or n <= 1 or Bv < 1:
+            continue
+        rho = _inclusion(float(a), int(Kv), n) / (n * zipf_probs(a, Kv))  # [K]
+        b[i] = nodes.p[i] * np.interp(np.log(nodes.k[i]), np.log(np.arange(1, int(Kv) + 1)), rho)
+    return ClassNodes(k=nodes.k, w=nodes.w, p=nodes.p, shape=nodes.shape, b=b)
+
+
+def query_collision_probability(alpha_, K_, N_, p_bursty_, B_, context_="iid") -> np.ndarray:
+    """sum_k w_k^2: two queries (of two training sequences) share a class; P2 itself under "iid"."""
+    a, Kb, Nb, pb, Bb, fl = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in
+                                                  (alpha_, K_, N_, p_bursty_, B_, context_flag(context_))))
+    out = np.array(collision_probability(a, Kb), dtype=float, ndmin=1).reshape(a.shape or (1,))
+    for idx in np.argwhere(np.atleast_1d(fl == 1)):
+        i = tuple(idx) if a.shape else ()
+        w = query_class_law(a[i], Kb[i], Nb[i], pb[i], Bb[i], "distinct")
+        out[tuple(idx)] = np.sum(w**2)
+    return out.reshape(a.shape)
+
+
 def _one_minus_pow(p: np.ndarray, n: np.ndarray) -> np.ndarray:
     """1 - (1 - p)^n, accurate for tiny p."""
     with np.errstate(divide="ignore"):
@@ -234,27 +410,30 @@ def p_query_in_context_mixed(alpha_, K_, N_, p_bursty_, B_) -> np.ndarray:
     return pb + (1 - pb) * p_query_in_context(alpha_, K_, N_)
 
 
-def expected_query_copies(alpha_, K_, N_, p_bursty_, B_) -> np.ndarray:
+def expected_query_copies(alpha_, K_, N_, p_bursty_, B_, context_="iid") -> np.ndarray:
     """Expected number of context items sharing the query's class, mixed stream.
 
-    Bursty: N/B slots drawn i.i.d., each repeated B times, the query copies a uniformly chosen slot, so
-    B (1 + (N/B - 1) P2). Non-bursty: N P2.
+    Bursty, "iid": N/B slots drawn i.i.d., each repeated B times, the query copies a uniformly chosen slot, so
+    B (1 + (N/B - 1) P2). Bursty, "distinct": exactly B. Non-bursty: N P2.
     """
     pb = bursty_fraction(p_bursty_, B_)
     Be = np.maximum(np.asarray(B_, dtype=float), 1.0)
     Nf = np.asarray(N_, dtype=float)
     P2_ = collision_probability(alpha_, K_)
-    return pb * Be * (1 + (Nf / Be - 1) * P2_) + (1 - pb) * Nf * P2_
+    bursty = np.where(context_flag(context_) == 1, Be, Be * (1 + (Nf / Be - 1) * P2_))
+    return pb * bursty + (1 - pb) * Nf * P2_
 
 
-def expected_distinct_classes(alpha_, K_, N_, p_bursty_=0.0, B_=0) -> np.ndarray:
-    """Expected number of distinct classes in one context (bursty: N/B draws; non-bursty: N draws)."""
+def expected_distinct_classes(alpha_, K_, N_, p_bursty_=0.0, B_=0, context_="iid") -> np.ndarray:
+    """Expected number of distinct classes in one context (bursty: N/B slots, "iid" or "distinct"; non-bursty:
+    N i.i.d. draws)."""
     pb = bursty_fraction(p_bursty_, B_)
     Be = np.maximum(np.asarray(B_, dtype=float), 1.0)
-    a, Kb, Nb, Bb = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (alpha_, K_, N_, Be)))
+    a, Kb, Nb, Bb, fl = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in
+                                              (alpha_, K_, N_, Be, context_flag(context_))))
     nodes = class_nodes(a, Kb)
     d_iid = nodes.sum(_one_minus_pow(nodes.p, Nb.reshape(-1, 1)))
-    d_burst = nodes.sum(_one_minus_pow(nodes.p, (Nb / Bb).reshape(-1, 1)))
+    d_burst = np.where(fl == 1, Nb / Bb, nodes.sum(_one_minus_pow(nodes.p, (Nb / Bb).reshape(-1, 1))))
     return pb * d_burst + (1 - pb) * d_iid
 
 
