@@ -145,6 +145,59 @@ def test_fit_models_tables_and_heldout():
     # M0 on a grid where N and K never vary: c_N and c_K are not identifiable, fixed at their defaults
     assert rec["M0"]["params"]["c_N"]["fixed"] and rec["M0"]["params"]["c_K"]["fixed"] and rec["M0"]["k"] == 4
     assert report.table().model.iloc[0] == "M4"
+    for key in ("heldout_grouped_median_abs_log_err", "extrapolation_median_abs_log_err", "extrapolation_by_axis"):
+        assert key in rec["M4"]
+    assert set(rec["M4"]["extrapolation_by_axis"]) == {"alpha", "B"}  # the axes with >= 3 values
+    assert rec["M4"]["heldout_grouped_median_abs_log_err"] < 0.3
+    assert {"heldout_grouped_predicted_onset", "group_fold", "extrapolated_onset_alpha"} <= set(pred.columns)
+
+
+def _seeded(df, seeds=4):
+    """Every input row repeated once per seed (the seeds of one grid point share every model input)."""
+    out = pd.concat([df.assign(seed=s) for s in range(seeds)], ignore_index=True)
+    out["cell"] = np.arange(len(out))
+    return out
+
+
+def test_grouped_folds_never_split_an_input_row():
+    cells = _seeded(m4_cells())
+    df = simulate_onsets("M4", M4_TRUTH, cells, sigma=SIGMA, budget=3000.0, seed=2)
+    data, _ = onset_data(df)
+    groups = F.input_groups(data.inputs)
+    assert groups.max() + 1 == len(m4_cells())
+    folds = F.assign_folds(data.censored, 5, 0, groups)
+    for g in np.unique(groups):
+        assert np.unique(folds[groups == g]).size == 1
+    assert np.bincount(folds).min() >= 4 * (len(m4_cells()) // 5)
+    # the cell-level folds do split the seeds of one input row: that is the leak grouped folds remove
+    cell_folds = F.assign_folds(data.censored, 5, 0)
+    assert max(np.unique(cell_folds[groups == g]).size for g in np.unique(groups)) > 1
+
+
+def test_leave_one_value_out_never_trains_on_the_held_out_value(monkeypatch):
+    """Every leave-one-value-out fit sees every value of every axis but exactly one value of one axis."""
+    df = simulate_onsets("M4", M4_TRUTH, m4_cells(), sigma=SIGMA, budget=8000.0, seed=3)
+    data, _ = onset_data(df)
+    seen = []
+    core = F._fit_core
+
+    def spy(model, train, *args, **kwargs):
+        seen.append({a: set(np.unique(train.inputs[a])) for a in ("alpha", "B")})
+        return core(model, train, *args, **kwargs)
+
+    monkeypatch.setattr(F, "_fit_core", spy)
+    fit = fit_model("M4", data, n_starts=2, interval="none", folds=2, seed=0)
+    full = {a: set(np.unique(data.inputs[a])) for a in ("alpha", "B")}
+    lovo = seen[1 + 2 + 2:]  # after the full fit and two fits for each kind of fold
+    assert len(lovo) == len(full["alpha"]) + len(full["B"])
+    held = []
+    for s_ in lovo:
+        missing = [(a, v) for a in full for v in full[a] - s_[a]]
+        assert len(missing) == 1, missing
+        held.append(missing[0])
+    assert sorted(held) == sorted((a, v) for a in full for v in full[a])
+    # and each cell is predicted once per axis, from the fit that did not see its value
+    assert set(fit.extrapolated) == {"alpha", "B"} and not np.isnan(fit.extrapolated["alpha"]).any()
 
 
 def test_bootstrap_intervals():

@@ -19,6 +19,7 @@ def _random_point(rng, model, K_max=20):
         "alpha": float(rng.uniform(0, 3)), "B": int(rng.choice([0, 1, 2, 4])), "K": int(rng.integers(3, K_max)),
         "N": int(rng.integers(2, 16)), "L": int(rng.integers(2, 40)), "p_bursty": float(rng.uniform(0, 1)),
         "p_novel": float(rng.uniform(0, 0.3)), "lr": float(rng.uniform(1e-3, 1e-2)),
+        "context": int(rng.integers(0, 2)),  # 0 = "iid", 1 = "distinct"
     }
     theta = {}
     for p in model.params:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .theory.cli import app as theory_app
-from .theory.cli import fit_command
+from .theory.cli import fit_command, validate_command
 
 app = typer.Typer(help="zipfind: when do induction heads form? Sweeps of stacked attention-only transformers over "
                        "Zipfian, bursty data; onset detection; analytic timing theories; phase diagrams.",
@@ -27,6 +27,7 @@ plot_app = typer.Typer(help="Figures of a run directory (output format from the 
 app.add_typer(plot_app, name="plot")
 app.add_typer(theory_app, name="theory")
 app.command("fit")(fit_command)
+app.command("validate")(validate_command)
 
 console = Console(stderr=True)
 out = Console()

@@ -213,6 +213,20 @@ def load(run_dir: str | Path) -> Run:
         raise RunError(f"run directory: {str(run_dir)!r} has no manifest.json; give a directory made by "
                        "`zipfind sweep`")
     spec = read_spec(run_dir)
-    onsets = run_dir / "onsets.parquet"
-    return Run(path=run_dir, spec=spec, manifest=read_manifest(run_dir), cells=cells_table(spec),
-               metrics=read_metrics(run_dir), onsets=pd.read_parquet(onsets) if onsets.is_file() else None)
+    cells = cells_table(spec)
+    onsets = read_onsets(run_dir, cells)
+    return Run(path=run_dir, spec=spec, manifest=read_manifest(run_dir), cells=cells,
+               metrics=read_metrics(run_dir), onsets=onsets)
+
+
+def read_onsets(run_dir: Path, cells: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """DIR/onsets.parquet (None if not computed); an old run's table gains its cells' `context` column."""
+    path = Path(run_dir) / "onsets.parquet"
+    if not path.is_file():
+        return None
+    onsets = pd.read_parquet(path)
+    if "context" not in onsets.columns and (cells is not None or (Path(run_dir) / "spec.toml").is_file()):
+        cells = cells_table(read_spec(run_dir)) if cells is None else cells
+        at = list(onsets.columns).index("p_novel") + 1 if "p_novel" in onsets.columns else len(onsets.columns)
+        onsets.insert(at, "context", onsets["cell"].map(cells.set_index("cell")["context"]))
+    return onsets

@@ -154,15 +154,15 @@ def predict(
 def fit_command(
     run_dir: Annotated[Path, typer.Argument(help="run directory holding onsets.parquet")],
     models: Annotated[str, typer.Option("--models", help="comma-separated models (default: all)")] = "",
-    folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation over cells")] = 5,
+    folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluations (over cells and over "
+                                                        "groups of cells with identical inputs)")] = 5,
     starts: Annotated[int, typer.Option("--starts", help="optimiser starts per model")] = 8,
     interval: Annotated[str, typer.Option("--interval", help="profile, bootstrap or none")] = "profile",
     seed: Annotated[int, typer.Option("--seed", help="seed of starts, folds and bootstrap")] = 0,
 ) -> None:
     """Fit onset-time models to DIR/onsets.parquet (censored likelihood); write DIR/fits/fits.json and
     DIR/fits/predictions.parquet and print a comparison table."""
-    import pandas as pd
-
+    from ..store import read_onsets
     from .fit import fit_models, onset_data
 
     if not run_dir.is_dir():
@@ -178,7 +178,7 @@ def fit_command(
     if starts < 1:
         _fail("starts", starts, "an integer >= 1")
     try:
-        onsets = pd.read_parquet(onsets_path)
+        onsets = read_onsets(run_dir)
         data, _ = onset_data(onsets)
     except (ValueError, OSError) as exc:
         _fail("onsets", onsets_path, f"an onsets table ({exc})")
@@ -198,13 +198,66 @@ def fit_command(
     write_parquet(report.predictions, out_dir / "predictions.parquet")
 
     table = Table(title=f"onset models fitted to {data.n} cells ({data.n_censored} censored), {folds}-fold held-out")
-    for col in ("model", "k", "AIC", "ΔAIC", "BIC", "held-out |ln err|", "censor acc", "parameters (95% CI)"):
+    cols = ("model", "k", "AIC", "ΔAIC", "BIC", "cell folds |ln err|", "grouped |ln err|", "censor acc",
+            "extrapolation |ln err|", "censor acc ", "parameters (95% CI)")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("model", "parameters (95% CI)") else "right")
     for _, row in report.table().iterrows():
         table.add_row(
             row["model"], str(row["k"]), f"{row['aic']:.1f}", f"{row['delta_aic']:.1f}", f"{row['bic']:.1f}",
-            f"{row['heldout_median_abs_log_err']:.3f}", f"{row['heldout_censor_accuracy']:.2f}",
-            row["params"].replace("; ", "\n"),
+            f"{row['heldout_median_abs_log_err']:.3f}", f"{row['heldout_grouped_median_abs_log_err']:.3f}",
+            f"{row['heldout_grouped_censor_accuracy']:.2f}", f"{row['extrapolation_median_abs_log_err']:.3f}",
+            f"{row['extrapolation_censor_accuracy']:.2f}", row["params"].replace("; ", "\n"),
         )
     _console().print(table)
     typer.echo(f"wrote {out_dir / 'fits.json'} and {out_dir / 'predictions.parquet'}")
+
+
+def validate_command(
+    run_dir: Annotated[Path, typer.Argument(help="run directory of a validation sweep (onsets.parquet)")],
+    fits: Annotated[Path, typer.Option("--fits", help="fits.json, or a run directory with fits/fits.json, "
+                                                     "fitted on other sweeps")],
+    models: Annotated[str, typer.Option("--models", help="comma-separated models (default: all fitted)")] = "",
+) -> None:
+    """Score fitted models on cells no fit has seen: median |ln pred/obs| and censoring accuracy per axis of
+    a one-axis-at-a-time sweep; write DIR/fits/validation.json and DIR/fits/validation_predictions.parquet."""
+    from ..store import RunError, atomic_write, read_onsets, write_parquet
+    from .heldout import validate
+
+    if not run_dir.is_dir():
+        _fail("run_dir", run_dir, "an existing run directory")
+    try:
+        onsets = read_onsets(run_dir)
+    except RunError as exc:
+        _fail("run_dir", run_dir, str(exc))
+    if onsets is None:
+        _fail("onsets", run_dir / "onsets.parquet", "not found; run `zipfind onsets DIR` first")
+    path = fits / "fits" / "fits.json" if fits.is_dir() else fits
+    if not path.is_file():
+        _fail("fits", fits, "a fits.json file, or a run directory fitted by `zipfind fit`")
+    records = json.loads(path.read_text())
+    fitted = [r["model"] for r in records]
+    names = [n.strip() for n in models.split(",") if n.strip()] or fitted
+    for n in names:
+        if n not in fitted:
+            _fail("models", n, f"one of the fitted models {', '.join(fitted)}")
+    summary, preds = validate(onsets, records, names)
+    out_dir = run_dir / "fits"
+    atomic_write(out_dir / "validation.json", json.dumps(
+        {"fits": str(path), "summary": json.loads(summary.to_json(orient="records"))}, indent=2) + "\n")
+    write_parquet(preds, out_dir / "validation_predictions.parquet")
+    axes = [a for a in summary.axis.unique() if a != "all"] + ["all"]
+    table = Table(title=f"out-of-sample median |ln pred/obs| (censoring calls right) on {run_dir}, fits {path}")
+    table.add_column("axis")
+    for n in names:
+        table.add_column(n, justify="right")
+    for a in axes:
+        sub = summary[summary.axis == a].set_index("model")
+        n_obs = int(sub["n_observed"].iloc[0])
+        cells = []
+        for n in names:
+            med, acc = sub.loc[n, "median_abs_log_err"], sub.loc[n, "censor_accuracy"]
+            cells.append(("–" if not np.isfinite(med) else f"{med:.2f}") + f" ({acc:.0%})")
+        table.add_row(f"{a} ({int(sub['n_cells'].iloc[0])} cells, {n_obs} onsets)", *cells)
+    _console().print(table)
+    typer.echo(f"wrote {out_dir / 'validation.json'} and {out_dir / 'validation_predictions.parquet'}")

@@ -1,5 +1,5 @@
 """Censored maximum-likelihood fits of onset models: Tobit likelihood on log onset, multistart, intervals, AIC/BIC,
-k-fold held-out evaluation over grid cells.
+and out-of-sample errors (cell folds, grouped folds, leave-one-value-out; see theory/heldout.py).
 
 Observation model: ln t_obs = ln t*(inputs; theta) + e, e ~ N(0, sigma^2). A cell that never showed an onset within
 its budget b contributes ln P(t_obs > b) (right-censoring); it is never dropped (unless censoring="drop" is asked
@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
-from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model
+from .heldout import assign_folds, error_summary, input_groups, lovo_splits
+from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model, input_values
 
 __all__ = [
     "OnsetData", "ParamEstimate", "ModelFit", "FitReport", "onset_data", "censored_loglik", "fit_model",
-    "fit_models", "simulate_onsets", "ONSET_ONLY_COLUMNS", "CAP_NATS", "PROFILE_DELTA",
+    "fit_models", "simulate_onsets", "assign_folds", "ONSET_ONLY_COLUMNS", "CAP_NATS", "PROFILE_DELTA",
 ]
 
 Interval = Literal["profile", "bootstrap", "none"]
@@ -84,8 +85,8 @@ def onset_data(onsets: pd.DataFrame) -> tuple[OnsetData, np.ndarray]:
     rows = np.flatnonzero(keep)
     inputs = {}
     for name in INPUT_NAMES:
-        col = onsets[name].to_numpy(dtype=float) if name in onsets.columns else np.full(len(onsets), DEFAULT_INPUTS[name])
-        inputs[name] = col[rows]
+        col = onsets[name].to_numpy() if name in onsets.columns else np.full(len(onsets), DEFAULT_INPUTS[name])
+        inputs[name] = input_values(name, col)[rows]
     cell = onsets["cell"].to_numpy() if "cell" in onsets.columns else np.arange(len(onsets))
     data = OnsetData(
         inputs=inputs, onset=np.where(censored, np.nan, onset)[rows], censored=censored[rows],
@@ -157,8 +158,11 @@ class ModelFit:
     n_cells: int
     n_censored: int
     predicted: np.ndarray  # [n] in-sample t* (inf = no onset)
-    heldout_predicted: np.ndarray  # [n] out-of-fold t* (NaN without folds)
+    heldout_predicted: np.ndarray  # [n] out-of-fold t*, cell folds (NaN without folds)
     fold: np.ndarray  # [n] fold of each cell (-1 without folds)
+    grouped_predicted: np.ndarray  # [n] out-of-fold t*, folds grouping identical inputs (NaN without folds)
+    group_fold: np.ndarray  # [n] grouped fold of each cell (-1 without folds)
+    extrapolated: dict[str, np.ndarray]  # axis -> [n] t* with the cell's value of that axis held out (NaN: none)
     median_abs_log_err: float
     censor_accuracy: float
     heldout_median_abs_log_err: float
@@ -167,6 +171,26 @@ class ModelFit:
     censoring: str
     n_starts: int
     converged: bool
+    budget: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # [n] censoring times
+    onset: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # [n] observed (NaN: censored)
+    censored: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))  # [n]
+
+    def _summary(self, pred: np.ndarray) -> tuple[float, float]:
+        return error_summary(pred, self.onset, self.censored, self.budget)
+
+    @property
+    def heldout_grouped(self) -> tuple[float, float]:
+        """(median |ln error|, censoring accuracy) on grouped folds: grid points never fitted."""
+        return self._summary(self.grouped_predicted)
+
+    @property
+    def extrapolation(self) -> tuple[float, float]:
+        """The same over every leave-one-value-out prediction (a cell counts once per axis it is held out on)."""
+        if not self.extrapolated:
+            return np.nan, np.nan
+        cat = lambda a: np.concatenate([a] * len(self.extrapolated))  # noqa: E731
+        return error_summary(np.concatenate(list(self.extrapolated.values())), cat(self.onset),
+                             cat(self.censored), cat(self.budget))
 
     @property
     def aic(self) -> float:
@@ -191,6 +215,12 @@ class ModelFit:
             "n_cells": self.n_cells, "n_censored": self.n_censored,
             "heldout_median_abs_log_err": num(self.heldout_median_abs_log_err),
             "heldout_censor_accuracy": num(self.heldout_censor_accuracy),
+            "heldout_grouped_median_abs_log_err": num(self.heldout_grouped[0]),
+            "heldout_grouped_censor_accuracy": num(self.heldout_grouped[1]),
+            "extrapolation_median_abs_log_err": num(self.extrapolation[0]),
+            "extrapolation_censor_accuracy": num(self.extrapolation[1]),
+            "extrapolation_by_axis": {a: {"median_abs_log_err": num(v[0]), "censor_accuracy": num(v[1])}
+                                      for a, v in ((a, self._summary(p)) for a, p in self.extrapolated.items())},
             "median_abs_log_err": num(self.median_abs_log_err), "censor_accuracy": num(self.censor_accuracy),
             "interval": self.interval, "censoring": self.censoring, "n_starts": self.n_starts,
             "converged": self.converged,
@@ -222,6 +252,10 @@ class FitReport:
                 "model": f.model, "k": f.k, "loglik": f.loglik, "aic": f.aic, "delta_aic": f.aic - best,
                 "bic": f.bic, "heldout_median_abs_log_err": f.heldout_median_abs_log_err,
                 "heldout_censor_accuracy": f.heldout_censor_accuracy,
+                "heldout_grouped_median_abs_log_err": f.heldout_grouped[0],
+                "heldout_grouped_censor_accuracy": f.heldout_grouped[1],
+                "extrapolation_median_abs_log_err": f.extrapolation[0],
+                "extrapolation_censor_accuracy": f.extrapolation[1],
                 "params": "; ".join(_fmt_param(n, e) for n, e in f.params.items()),
             })
         return pd.DataFrame(rows).sort_values("aic", kind="stable").reset_index(drop=True)
@@ -455,14 +489,7 @@ def _to_natural(p, u: float) -> float:
 
 def _summaries(pred: np.ndarray, data: OnsetData) -> tuple[float, float]:
     """(median |ln pred/obs| over observed cells, fraction of censored/uncensored calls that are right)."""
-    obs = ~data.censored
-    with np.errstate(divide="ignore", invalid="ignore"):
-        err = np.abs(np.log(pred[obs]) - np.log(data.onset[obs]))
-    err = np.where(np.isnan(err), np.inf, err)
-    med = float(np.median(err)) if err.size else np.nan
-    ok = ~np.isnan(pred)
-    acc = float(np.mean((pred[ok] > data.budget[ok]) == data.censored[ok])) if ok.any() else np.nan
-    return med, acc
+    return error_summary(pred, data.onset, data.censored, data.budget)
 
 
 def _fit_core(model: OnsetModel, data: OnsetData, n_starts: int, rng: np.random.Generator, censoring: Censoring,
@@ -501,8 +528,9 @@ def fit_model(
     n_boot: int = 100,
 ) -> ModelFit:
     """Fit one model by censored maximum likelihood (multistart TNC with analytic gradients), with 95% intervals
-    and, when folds >= 2, k-fold held-out predictions over cells (stratified by censoring). Fold fits start from the
-    defaults and random draws, never from the full-data optimum, so held-out cells cannot leak into them."""
+    and, when folds >= 2, out-of-sample predictions: k folds over cells, k folds over groups of cells with identical
+    inputs, and leave-one-value-out along every input axis with >= 3 values (heldout.py). Those fits start from
+    the defaults and random draws, never from the full-data optimum, so held-out cells cannot leak into them."""
     m = model if isinstance(model, OnsetModel) else get_model(model)
     rng = np.random.default_rng(seed)
     prob, u_hat, nll_hat, ok = _fit_core(m, data, n_starts, rng, censoring)
@@ -548,37 +576,46 @@ def fit_model(
     full_prep = m.prepare(**data.inputs)
     pred = m.onset(full_prep, theta)
     med, acc = _summaries(pred, data)
-    held = np.full(data.n, np.nan)
-    fold = np.full(data.n, -1)
+    held = grouped = np.full(data.n, np.nan)
+    fold = group_fold = np.full(data.n, -1)
+    extrapolated: dict[str, np.ndarray] = {}
     h_med = h_acc = np.nan
     if folds >= 2:
+        refit = lambda test, key: _predict_heldout(m, data, test, prob.free, n_starts, censoring, [seed, *key])  # noqa: E731
         fold = assign_folds(data.censored, folds, seed)
-        for f in range(folds):
-            test = fold == f
-            train = data.subset(np.flatnonzero(~test))
-            if (~train.censored).sum() < 2:
-                continue
-            frng = np.random.default_rng([seed, f])
-            fprob, fu, _, _ = _fit_core(m, train, max(2, n_starts // 2), frng, censoring, free=prob.free)
-            held[test] = m.onset(m.prepare(**data.subset(np.flatnonzero(test)).inputs), fprob.theta(fu[:-1]))
+        held = _merge([refit(fold == f, (0, f)) for f in range(folds)])
         h_med, h_acc = _summaries(held, data)
+        group_fold = assign_folds(data.censored, folds, seed, input_groups(data.inputs))
+        grouped = _merge([refit(group_fold == f, (1, f)) for f in range(folds)])
+        for j, (axis, tests) in enumerate(lovo_splits(data.inputs).items()):
+            extrapolated[axis] = _merge([refit(test, (2, j, i)) for i, test in enumerate(tests)])
     return ModelFit(
         model=m.name, params=params, loglik=-nll_hat, k=len(prob.free) + 1, n_cells=data.n,
-        n_censored=data.n_censored, predicted=pred, heldout_predicted=held, fold=fold, median_abs_log_err=med,
-        censor_accuracy=acc, heldout_median_abs_log_err=h_med, heldout_censor_accuracy=h_acc, interval=interval,
-        censoring=censoring, n_starts=n_starts, converged=ok,
+        n_censored=data.n_censored, predicted=pred, heldout_predicted=held, fold=fold, grouped_predicted=grouped,
+        group_fold=group_fold, extrapolated=extrapolated, median_abs_log_err=med, censor_accuracy=acc,
+        heldout_median_abs_log_err=h_med, heldout_censor_accuracy=h_acc, interval=interval, censoring=censoring,
+        n_starts=n_starts, converged=ok, budget=data.budget, onset=data.onset, censored=data.censored,
     )
 
 
-def assign_folds(censored: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold index per cell [n], shuffled with a seeded generator and stratified by the censoring flag."""
-    rng = np.random.default_rng(seed)
-    out = np.empty(censored.size, dtype=int)
-    offset = 0
-    for group in (np.flatnonzero(~censored), np.flatnonzero(censored)):
-        perm = rng.permutation(group)
-        out[perm] = (np.arange(perm.size) + offset) % folds
-        offset += perm.size
+def _predict_heldout(m: OnsetModel, data: OnsetData, test: np.ndarray, free: tuple[int, ...], n_starts: int,
+                     censoring: Censoring, key: list[int]) -> np.ndarray:
+    """[n] t* for the test cells from a fit to the others (NaN elsewhere, and where too few onsets remain).
+    The fit starts from defaults and random draws, never from the full-data optimum, so nothing leaks."""
+    out = np.full(data.n, np.nan)
+    train = data.subset(np.flatnonzero(~test))
+    if not test.any() or (~train.censored).sum() < 2:
+        return out
+    fprob, fu, _, _ = _fit_core(m, train, max(2, n_starts // 2), np.random.default_rng(key), censoring, free=free)
+    out[test] = m.onset(m.prepare(**data.subset(np.flatnonzero(test)).inputs), fprob.theta(fu[:-1]))
+    return out
+
+
+def _merge(parts: list[np.ndarray]) -> np.ndarray:
+    """Combine per-split predictions whose test sets are disjoint: [n] (NaN where no split held the cell out)."""
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out = np.where(np.isnan(out), p, out)
     return out
 
 
@@ -623,6 +660,10 @@ def fit_models(
         frame["predicted_onset"] = fit_.predicted
         frame["heldout_predicted_onset"] = fit_.heldout_predicted
         frame["fold"] = fit_.fold
+        frame["heldout_grouped_predicted_onset"] = fit_.grouped_predicted
+        frame["group_fold"] = fit_.group_fold
+        for axis, p in fit_.extrapolated.items():
+            frame[f"extrapolated_onset_{axis}"] = p
         frames.append(frame)
     return FitReport(fits=tuple(fits), predictions=pd.concat(frames, ignore_index=True))
 
@@ -639,7 +680,7 @@ def simulate_onsets(
     """Synthetic onsets table: t_obs = t* exp(sigma e), censored where t_obs > budget (for checks of the fitter)."""
     m = model if isinstance(model, OnsetModel) else get_model(model)
     rng = np.random.default_rng(seed)
-    inputs = {c: cells[c].to_numpy(dtype=float) for c in INPUT_NAMES if c in cells.columns}
+    inputs = {c: input_values(c, cells[c].to_numpy()) for c in INPUT_NAMES if c in cells.columns}
     t_true = m.predict(params, **inputs)
     t_obs = t_true * np.exp(sigma * rng.standard_normal(len(cells)))
     b = np.broadcast_to(np.asarray(budget, dtype=float), t_obs.shape)

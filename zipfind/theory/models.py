@@ -1,27 +1,30 @@
-"""Registry of analytic onset-time models t*(alpha, B, K, N, L, p_bursty, p_novel, lr; theta).
+"""Registry of analytic onset-time models t*(alpha, B, K, N, L, p_bursty, p_novel, lr, context; theta).
 
 Each model keeps its sympy expression (explicit t* = ..., or an implicit equation lhs(t) = rhs) and a numeric
-version lambdified once with numpy, side by side. Sums over classes are evaluated on zipf.ClassNodes; implicit
-models are solved for all cells at once by a bracketed Newton iteration in log time whose derivatives come from
-sympy. Derivations, assumptions and expected failures: theory/M*.md.
+version lambdified once with numpy (theory/compile.py), side by side. Every Zipf statistic a model uses is the
+one of the engine's context law (the `context` input: "iid" or "distinct"). Implicit models are solved for all
+cells at once by a bracketed Newton iteration in log time whose derivatives come from sympy. Derivations,
+assumptions and expected failures: theory/M*.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 import sympy as sp
-from sympy import Dummy, Eq, Function, Max, Piecewise, Rational, S, Sum, Symbol, exp, harmonic, log, oo
+from sympy import Eq, Max, Piecewise, Rational, S, Sum, Symbol, exp, log, oo
 
+from ..config import TaskConfig, TrainConfig
 from . import zipf
-from .zipf import B, K, N, alpha, k, p_bursty
+from .compile import Compiled, compile_expr, expgap
+from .zipf import B, K, N, alpha, context, k, p_bursty
 
 __all__ = [
-    "L", "p_novel", "lr", "t", "LR_REF", "x_items", "INPUT_NAMES", "DEFAULT_INPUTS",
+    "L", "p_novel", "lr", "t", "LR_REF", "x_items", "INPUT_NAMES", "DEFAULT_INPUTS", "input_values",
     "Param", "OnsetModel", "Prepared", "MODELS", "get_model", "predict_onset", "resolve_params", "expgap",
 ]
 
@@ -34,183 +37,54 @@ lr = Symbol("lr", positive=True)  # learning rate
 t = Symbol("t", positive=True)  # training step (the onset t* in implicit equations)
 LR_REF = Rational(3, 1000)  # time is measured in steps at this learning rate: t = tau * LR_REF / lr
 
-INPUT_SYMBOLS = (alpha, B, K, N, L, p_bursty, p_novel, lr)
+INPUT_SYMBOLS = (alpha, B, K, N, L, p_bursty, p_novel, lr, context)
 INPUT_NAMES: tuple[str, ...] = tuple(str(s_) for s_ in INPUT_SYMBOLS)
-DEFAULT_INPUTS: dict[str, float] = {"K": 2048, "N": 8, "L": 32, "p_bursty": 0.9, "p_novel": 0.0, "lr": 3e-3}
+# defaults of the inputs a caller may omit: the engine's own defaults (one source: zipfind.config)
+DEFAULT_INPUTS: dict[str, Any] = {
+    **{n: getattr(TaskConfig(), n) for n in ("K", "N", "L", "p_bursty", "p_novel", "context")},
+    "lr": TrainConfig().lr,
+}
 IGNORED_INPUTS = ("eps",)  # accepted for convenience, used by no model yet
+
+
+def input_values(name: str, values: Any) -> np.ndarray:
+    """An input as the float array the models take (the context law as 0 = "iid", 1 = "distinct")."""
+    return zipf.context_flag(values) if name == "context" else np.asarray(values, dtype=float)
+
 
 x_items = (2 * N + 1) / Max(B, 1)  # tokens per relevant (query-class) item; B = 0 counts as 1
 tau = t * lr / LR_REF  # learning-rate-normalised time
 pb_eff = zipf.bursty_on
 p_kk = zipf.p_k
-q_k = pb_eff + (1 - pb_eff) * (1 - (1 - p_kk) ** N)  # P(query class in context | query class k)
-P2 = zipf.P2
+b_kk = zipf.bursty_law(k, context, alpha, K, N, B)  # P(query class = k | bursty context), under the context law
+u_kk = p_kk * (1 - (1 - p_kk) ** N)  # P(query class = k and in context | i.i.d. context)
 
 # Display symbols: each model is written with these, then expanded (xreplace) into the exact expression
 x_s = Symbol("x", positive=True)
 tau_s = Symbol("tau", positive=True)
-P2_s = Symbol("P_2", nonnegative=True)
-p_ix = sp.IndexedBase("p", positive=True)
-q_ix = sp.IndexedBase("q", nonnegative=True)
+P2_s = Symbol("P_2", nonnegative=True)  # two queries (of two sequences) share a class: sum_k w_k^2
+p_ix = sp.IndexedBase("p", positive=True)  # class prior
+b_ix = sp.IndexedBase("b", nonnegative=True)  # bursty query law
+w_ix = sp.IndexedBase("w", positive=True)  # query law: how often class k is the query (memorisation rate)
+d_ix = sp.IndexedBase("d", nonnegative=True)  # drive: P(query of class k, its class in context)
+u_ix = sp.IndexedBase("u", nonnegative=True)  # the same for an i.i.d. context
 g_B = Symbol("g_B", nonnegative=True)  # ICL gain over "copy a context label" in a bursty context
 g_1 = Symbol("g_1", nonnegative=True)  # ... in an i.i.d. context
 p_b = Symbol("p_b", nonnegative=True)  # effective bursty fraction (0 when B = 0)
 DISPLAY_DEFS = {
-    p_ix[k]: p_kk, q_ix[k]: q_k, P2_s: P2, x_s: x_items, tau_s: tau, p_b: pb_eff,
-    g_B: 1 - 1 / zipf._distinct(N / Max(B, 1)), g_1: 1 - 1 / zipf._distinct(N),
+    p_ix[k]: p_kk, b_ix[k]: b_kk, w_ix[k]: zipf.query_law, d_ix[k]: pb_eff * b_kk + (1 - pb_eff) * u_kk,
+    u_ix[k]: u_kk, P2_s: zipf.P2_query, x_s: x_items, tau_s: tau, p_b: pb_eff,
+    g_B: 1 - 1 / zipf.distinct_bursty, g_1: 1 - 1 / zipf._distinct(N),
 }
 
 
 def _expand(e):
-    """Exact expression from a display form."""
-    return e.xreplace(DISPLAY_DEFS)
-
-
-class expgap(Function):
-    """(exp(-a t) - exp(-b t)) / (b - a): leaky integral of a decaying drive; symmetric in a, b, continuous at a = b."""
-
-    nargs = 3
-
-    def fdiff(self, argindex=1):
-        a, b, tt = self.args
-        if argindex == 1:
-            return expgap_db(b, a, tt)
-        if argindex == 2:
-            return expgap_db(a, b, tt)
-        if argindex == 3:
-            return exp(-a * tt) - b * expgap(a, b, tt)
-        raise sp.ArgumentIndexError(self, argindex)
-
-    def _eval_rewrite_as_exp(self, a, b, tt, **kwargs):
-        return Piecewise((tt * exp(-a * tt), Eq(a, b)), ((exp(-a * tt) - exp(-b * tt)) / (b - a), True))
-
-    def _eval_evalf(self, prec):
-        a, b, tt = self.args
-        if (a - b).is_zero:
-            return (tt * exp(-a * tt)).evalf(prec)
-        return ((exp(-a * tt) - exp(-b * tt)) / (b - a)).evalf(prec)
-
-
-class expgap_db(Function):
-    """d expgap(a, b, t) / db = (t exp(-b t) - expgap(a, b, t)) / (b - a), continuous at a = b (-t^2 exp(-a t)/2)."""
-
-    nargs = 3
-
-    def _eval_evalf(self, prec):
-        a, b, tt = self.args
-        if (a - b).is_zero:
-            return (-(tt**2) * exp(-a * tt) / 2).evalf(prec)
-        return ((tt * exp(-b * tt) - (exp(-a * tt) - exp(-b * tt)) / (b - a)) / (b - a)).evalf(prec)
-
-
-def _expgap_numeric(a, b, tt):
-    """Stable numpy expgap: exp(-min(a,b) t) * t * (1 - exp(-|b-a| t)) / (|b-a| t)."""
-    a, b, tt = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(tt, float))
-    z = np.abs(b - a) * tt
-    small = z < 1e-8
-    phi = np.where(small, 1 - z / 2, -np.expm1(-z) / np.where(small, 1.0, z))
-    return np.exp(-np.minimum(a, b) * tt) * tt * phi
-
-
-def _expgap_db_numeric(a, b, tt):
-    """Stable numpy expgap_db, written around exp(-min(a, b) t) with series near a = b."""
-    a, b, tt = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float), np.asarray(tt, float))
-    z = np.abs(b - a) * tt
-    small = z < 1e-3
-    zs = np.where(small, 1.0, z)
-    em = np.exp(-z)
-    # b >= a: t^2 e^{-a t} psi(z), psi = -(1 - (1 + z) e^{-z}) / z^2
-    psi = np.where(small, -(0.5 - z / 3 + z**2 / 8 - z**3 / 30), -(-np.expm1(-z) - z * em) / zs**2)
-    # b < a: -t^2 e^{-b t} chi(z), chi = (z - 1 + e^{-z}) / z^2
-    chi = np.where(small, 0.5 - z / 6 + z**2 / 24 - z**3 / 120, (z + np.expm1(-z)) / zs**2)
-    return np.where(b >= a, tt**2 * np.exp(-a * tt) * psi, -(tt**2) * np.exp(-b * tt) * chi)
-
-
-_NUMERIC_MODULES = [
-    {"harmonic": zipf.harmonic_number, "expgap": _expgap_numeric, "expgap_db": _expgap_db_numeric},
-    "numpy",
-]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Compiling sympy expressions with sums over classes into vectorised numpy
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Part:
-    """An expression lambdified in (args, [p_k], hoisted...); hoisted sub-expressions depend on inputs only and
-    are evaluated once per Prepared."""
-
-    fn: Callable
-    hoisted: tuple[Callable, ...]  # each lambdified in (inputs, [p_k])
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """outer(args, S_1..S_m) with S_j = sum_k term_j(args, p_k), every part lambdified once."""
-
-    outer: _Part
-    terms: tuple[_Part, ...]
-
-    def precompute(self, inputs: Sequence[np.ndarray], nodes: zipf.ClassNodes | None) -> tuple:
-        """Input-only sub-expressions: [n] arrays for the outer part, [n, J] for the class summands."""
-        with np.errstate(all="ignore"):
-            outer = tuple(np.broadcast_to(h(*inputs), inputs[0].shape) for h in self.outer.hoisted)
-            cols = [np.asarray(a)[..., None] for a in inputs]  # [n, 1]
-            terms = tuple(
-                tuple(np.broadcast_to(h(*cols, nodes.p), nodes.p.shape) for h in term.hoisted) for term in self.terms
-            )
-        return outer, terms
-
-    def __call__(self, args: Sequence, nodes: zipf.ClassNodes | None, cache: tuple) -> np.ndarray:
-        outer_cache, term_cache = cache
-        sums = []
-        with np.errstate(all="ignore"):
-            if self.terms:
-                cols = [np.asarray(a)[..., None] for a in args]  # [n, 1]
-                for term, hoisted in zip(self.terms, term_cache):
-                    vals = term.fn(*cols, nodes.p, *hoisted)  # [n, J]
-                    sums.append(nodes.sum(np.broadcast_to(vals, nodes.p.shape)).reshape(-1))
-            return np.asarray(self.outer.fn(*args, *sums, *outer_cache), dtype=float)
-
-
-def _hoist(e: sp.Basic, varying: set, found: dict) -> sp.Basic:
-    """Replace maximal non-atomic sub-expressions free of the varying symbols by dummies (found: expr -> dummy)."""
-    if e.is_Atom:
-        return e
-    if isinstance(e, sp.Expr) and not (e.free_symbols & varying) and e.free_symbols:
-        return found.setdefault(e, Dummy(f"h{len(found)}"))
-    return e.func(*[_hoist(a, varying, found) for a in e.args])
-
-
-def _part(expr: sp.Expr, args: Sequence[sp.Symbol], n_inputs: int, extra: Sequence[sp.Symbol], per_class: bool) -> _Part:
-    """Lambdify expr in (args, extra, hoisted) with input-only sub-expressions hoisted out. extra is [p_k] for a
-    class summand (per_class: p_k counts as an input) or the class-sum symbols for an outer expression."""
-    found: dict = {}
-    varying = set(args[n_inputs:]) | (set() if per_class else set(extra))
-    body = _hoist(expr, varying, found)
-    inputs = [*args[:n_inputs], *(extra if per_class else [])]
-    hoisted = tuple(sp.lambdify(inputs, h, modules=_NUMERIC_MODULES) for h in found)
-    fn = sp.lambdify([*args, *extra, *found.values()], body, modules=_NUMERIC_MODULES)
-    return _Part(fn=fn, hoisted=hoisted)
-
-
-def _compile(expr: sp.Expr, args: Sequence[sp.Symbol], n_inputs: int) -> _Compiled:
-    """Lambdify expr, replacing every Sum over classes k = 1..K by a node sum of its summand written in p_k.
-    args[:n_inputs] are data inputs; the rest (parameters, t) vary during a fit."""
-    sums = sorted(expr.atoms(Sum), key=sp.default_sort_key)
-    S = [Dummy(f"S{j}") for j in range(len(sums))]
-    P, H = Dummy("p"), Dummy("H")
-    terms = []
-    for sm in sums:
-        (kk, lo, hi) = sm.limits[0]
-        if len(sm.limits) != 1 or kk != k or lo != 1 or hi != K:
-            raise ValueError(f"only sums over k = 1..K are supported, got {sm.limits}")
-        term = sm.function.xreplace({harmonic(K, alpha): H}).subs(k**-alpha, P * H)
-        if k in term.free_symbols or H in term.free_symbols:
-            raise ValueError(f"summand does not reduce to a function of p_k: {term}")
-        terms.append(_part(term, args, n_inputs, [P], per_class=True))
-    outer = _part(expr.xreplace(dict(zip(sums, S))), args, n_inputs, S, per_class=False)
-    return _Compiled(outer=outer, terms=tuple(terms))
+    """Exact expression from a display form (definitions may use other display symbols: expand to a fixpoint)."""
+    while True:
+        new = e.xreplace(DISPLAY_DEFS)
+        if new == e:
+            return e
+        e = new
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -317,28 +191,28 @@ class OnsetModel:
 
     # -- numerics ---------------------------------------------------------------------------------------------
     @cached_property
-    def numeric(self) -> dict[str, _Compiled]:
+    def numeric(self) -> dict[str, Compiled]:
         """Lambdified parts: explicit 'value' and 'd:<param>'; implicit 'lhs', 'lhs_t', 'rhs',
         'lhs:<param>', 'rhs:<param>' (derivatives by sympy)."""
         syms = [p.symbol for p in self.params]
         args = [*INPUT_SYMBOLS, *syms]
         ni = len(INPUT_SYMBOLS)
         if self.kind == "explicit":
-            out = {"value": _compile(self.expr, args, ni)}
+            out = {"value": compile_expr(self.expr, args, ni)}
             for p, s_ in zip(self.params, syms):
-                out[f"d:{p.name}"] = _compile(self.expr.diff(s_), args, ni)
+                out[f"d:{p.name}"] = compile_expr(self.expr.diff(s_), args, ni)
             return out
         lhs, rhs = self.expr.lhs, self.expr.rhs
         if t in rhs.free_symbols:
             raise ValueError("implicit models need a right-hand side free of t")
         d1 = lhs.diff(t)
         out = {
-            "lhs": _compile(lhs, [*args, t], ni), "lhs_t": _compile(d1, [*args, t], ni),
-            "rhs": _compile(rhs, args, ni),
+            "lhs": compile_expr(lhs, [*args, t], ni), "lhs_t": compile_expr(d1, [*args, t], ni),
+            "rhs": compile_expr(rhs, args, ni),
         }
         for p, s_ in zip(self.params, syms):
-            out[f"lhs:{p.name}"] = _compile(lhs.diff(s_), [*args, t], ni)
-            out[f"rhs:{p.name}"] = _compile(rhs.diff(s_), args, ni)
+            out[f"lhs:{p.name}"] = compile_expr(lhs.diff(s_), [*args, t], ni)
+            out[f"rhs:{p.name}"] = compile_expr(rhs.diff(s_), args, ni)
         return out
 
     def prepare(self, **inputs: Any) -> Prepared:
@@ -349,12 +223,17 @@ class OnsetModel:
         missing = [n for n in ("alpha", "B") if n not in inputs]
         if missing:
             raise ValueError(f"missing inputs {missing}")
-        vals = [np.asarray(inputs.get(n, DEFAULT_INPUTS.get(n)), dtype=float) for n in INPUT_NAMES]
+        vals = [input_values(n, inputs.get(n, DEFAULT_INPUTS.get(n))) for n in INPUT_NAMES]
         bc = np.broadcast_arrays(*vals)
         shape = bc[0].shape
         args = tuple(np.ascontiguousarray(a, dtype=float).reshape(-1) for a in bc)
+        ins = dict(zip(INPUT_NAMES, args))
         num = self.numeric
-        nodes = zipf.class_nodes(args[0], args[2], head=CLASS_HEAD) if any(c.terms for c in num.values()) else None
+        nodes = None
+        if any(c.terms for c in num.values()):
+            nodes = zipf.class_nodes(ins["alpha"], ins["K"], head=CLASS_HEAD)
+            if self.expr.has(zipf.bursty_law):
+                nodes = zipf.with_bursty_law(nodes, ins["alpha"], ins["K"], ins["N"], ins["B"], ins["context"])
         cache = {name: c.precompute(args, nodes) for name, c in num.items()}
         return Prepared(args=args, shape=shape, nodes=nodes, cache=cache)
 
@@ -545,17 +424,17 @@ def _m4() -> OnsetModel:
         _P("r", 1.5, (0.1, 10.0), (1e-5, 1e4), doc="memorisation rate per unit class frequency per step"),
     )
     A_, r_ = _syms(*ps)
-    lhs = (1 - p_novel) / r_ * Sum(q_ix[k] * (1 - exp(-r_ * p_ix[k] * tau_s)), (k, 1, K)) + p_novel * tau_s
+    lhs = (1 - p_novel) / r_ * Sum(d_ix[k] / w_ix[k] * (1 - exp(-r_ * w_ix[k] * tau_s)), (k, 1, K)) + p_novel * tau_s
     return OnsetModel(
         name="M4", title="competition with memorisation", kind="implicit", params=ps, display=Eq(lhs, A_ * x_s),
-        doc="Class k is memorised at Poisson rate r p_k; the induction circuit is driven by queries whose class is "
-        "in context and not yet memorised, (1-p_novel) sum_k p_k q_k exp(-r p_k tau) + p_novel; onset when the "
-        "accumulated drive reaches A x. No root (drive exhausted first) means no onset.",
+        doc="Class k is memorised at Poisson rate r w_k (w_k: how often k is the query); the induction circuit is "
+        "driven by queries whose class is in context and not yet memorised, (1-p_novel) sum_k d_k exp(-r w_k tau) "
+        "+ p_novel; onset when the accumulated drive reaches A x. No root (drive exhausted first): no onset.",
         source="this package (after Nguyen & Reddy 2025, Chan et al. 2022, Hutter 2021)",
         note="theory/M4_competition.md",
         alpha_boundary="budget-dependent: for alpha > 1, t* ~ (zeta(alpha)/r) (r A x / (p_b Gamma(1 - 1/alpha)))^alpha "
         "grows geometrically in alpha; defaults cross 3000 steps at alpha 0.45 / 1.10 / 1.39 for B = 1 / 2 / 4. "
-        "No onset at all (any alpha) when p_novel = 0 and r A x >= sum_k q_k",
+        "No onset at all (any alpha) when p_novel = 0 and r A x >= sum_k d_k / w_k",
     )
 
 
@@ -582,7 +461,7 @@ def _m6() -> OnsetModel:
         _P("lam", 2e-5, (1e-5, 1e-2), (1e-8, 1.0), doc="leak rate of the partial circuit", latex=r"\lambda"),
     )
     A_, r_, lam_ = _syms(*ps)
-    lhs = (1 - p_novel) * Sum(q_ix[k] * p_ix[k] * expgap(r_ * p_ix[k], lam_, tau_s), (k, 1, K)) + p_novel * (
+    lhs = (1 - p_novel) * Sum(d_ix[k] * expgap(r_ * w_ix[k], lam_, tau_s), (k, 1, K)) + p_novel * (
         1 - exp(-lam_ * tau_s)
     ) / lam_
     return OnsetModel(
@@ -604,8 +483,8 @@ def _m7() -> OnsetModel:
         _P("gamma", 0.2, (0.05, 1.0), (1e-3, 5.0), doc="power of the search difficulty x in the threshold"),
     )
     A_, r_, g_ = _syms(*ps)
-    memo = lambda extra: Sum(extra * (1 - exp(-r_ * p_ix[k] * tau_s)), (k, 1, K))  # noqa: E731
-    lhs = (1 - p_novel) / r_ * (p_b * g_B * memo(1) + (1 - p_b) * g_1 * memo(1 - (1 - p_ix[k]) ** N)) + (
+    memo = lambda drive: Sum(drive / w_ix[k] * (1 - exp(-r_ * w_ix[k] * tau_s)), (k, 1, K))  # noqa: E731
+    lhs = (1 - p_novel) / r_ * (p_b * g_B * memo(b_ix[k]) + (1 - p_b) * g_1 * memo(u_ix[k])) + (
         p_novel * g_B * tau_s
     )
     return OnsetModel(

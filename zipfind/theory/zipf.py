@@ -17,6 +17,7 @@ import numpy as np
 from scipy.special import zeta as _zeta_numeric
 from sympy import (
     Eq,
+    Float,
     Function,
     Max,
     Min,
@@ -77,15 +78,23 @@ n_slots = N / B_eff  # slots of a bursty context
 class bursty_law(Function):
     """b_k: probability that a bursty context's query is of class k. "iid" law: p_k. "distinct" law: pi_k / n, with
     pi_k the probability that k is among n = N/B successive draws without replacement from p (no closed form;
-    evaluated numerically by `successive_inclusion`, derivation in theory/zipf.md). Arguments (k, context)."""
+    evaluated numerically by `successive_inclusion`, derivation in theory/zipf.md). Arguments
+    (k, context, alpha, K, N, B)."""
 
-    nargs = 2
+    nargs = 6
 
     @classmethod
-    def eval(cls, kk, ctx):
+    def eval(cls, kk, ctx, a, K_, N_, B_):
         if ctx.is_zero:
-            return kk**-alpha / harmonic(K, alpha)
+            return kk**-a / harmonic(K_, a)
         return None
+
+    def _eval_evalf(self, prec):
+        kk, ctx, a, K_, N_, B_ = self.args
+        if not all(v.is_number for v in self.args):
+            return None
+        law = bursty_query_law(float(a), int(K_), int(N_), int(B_), float(ctx))
+        return Float(law[int(kk) - 1], prec)
 
 
 def _distinct(n_draws):
@@ -93,7 +102,7 @@ def _distinct(n_draws):
 
 
 is_distinct = Eq(context, 1)
-query_law = bursty_on * bursty_law(k, context) + (1 - bursty_on) * p_k  # w_k: P(query class = k)
+query_law = bursty_on * bursty_law(k, context, alpha, K, N, B) + (1 - bursty_on) * p_k  # w_k: P(query class = k)
 P2_query = Sum(query_law**2, (k, 1, K))  # two queries (of two sequences) share a class
 distinct_bursty = Piecewise((n_slots, is_distinct), (_distinct(n_slots), True))  # distinct classes, bursty context
 distinct_classes = bursty_on * distinct_bursty + (1 - bursty_on) * _distinct(N)
