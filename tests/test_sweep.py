@@ -166,3 +166,7 @@ def test_old_run_directory_loads_and_resumes_under_its_own_law(tmp_path):
     a, b, c = _metrics(legacy), _metrics(fresh_d), _metrics(fresh_i)
     np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
     assert not np.allclose(a.value, c.value, rtol=1e-3)
+    # an old onsets.parquet (no context column) gains the law its run was made with
+    old_onsets = pd.read_parquet(legacy / "onsets.parquet").drop(columns="context")
+    old_onsets.to_parquet(legacy / "onsets.parquet", index=False)
+    assert set(zipfind.load(legacy).onsets["context"]) == {"distinct"}

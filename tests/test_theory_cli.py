@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from zipfind.theory import MODELS, predict_onset, simulate_onsets
 from zipfind.theory.cli import app as theory_app
-from zipfind.theory.cli import fit_command
+from zipfind.theory.cli import fit_command, validate_command
 
 runner = CliRunner()
 
@@ -20,6 +20,7 @@ def make_app() -> typer.Typer:
     app = typer.Typer()
     app.add_typer(theory_app, name="theory")
     app.command("fit")(fit_command)
+    app.command("validate")(validate_command)
     return app
 
 
@@ -113,3 +114,25 @@ def test_user_errors_are_one_line_exit_2(args, key, run_dir, tmp_path):
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}: "), res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_validate_scores_another_sweep_with_fits(run_dir, tmp_path):
+    """`zipfind validate VAL --fits REF`: per-axis errors of the reference fits on unseen cells; bad input exits 2."""
+    app = make_app()
+    if not (run_dir / "fits" / "fits.json").is_file():
+        assert runner.invoke(app, ["fit", str(run_dir), "--models", "M0,M4", "--folds", "3", "--starts", "2"]).exit_code == 0
+    val = tmp_path / "val"
+    val.mkdir()
+    base = dict(alpha=0.5, B=2, K=2048, L=32, N=8, D=63, eps=0.1, p_bursty=0.9, p_novel=0.0, lr=3e-3, seed=0)
+    cells = pd.DataFrame([base, {**base, "K": 512}, {**base, "K": 8192}, {**base, "lr": 1e-3}])
+    cells.insert(0, "cell", range(len(cells)))
+    onsets = simulate_onsets("M4", MODELS["M4"].defaults, cells, sigma=0.2, budget=8000.0, seed=1)
+    onsets.drop(columns="true_onset").to_parquet(val / "onsets.parquet", index=False)
+    res = runner.invoke(app, ["validate", str(val), "--fits", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    out = json.loads((val / "fits" / "validation.json").read_text())
+    rows = {(r["model"], r["axis"]): r for r in out["summary"]}
+    assert {("M4", "K"), ("M4", "lr"), ("M4", "base"), ("M0", "all")} <= set(rows)
+    assert rows[("M4", "K")]["n_cells"] == 2
+    res = runner.invoke(app, ["validate", str(val), "--fits", str(tmp_path / "nope.json")])
+    assert res.exit_code == 2 and "fits" in res.output
