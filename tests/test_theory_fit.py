@@ -188,7 +188,7 @@ def test_leave_one_value_out_never_trains_on_the_held_out_value(monkeypatch):
     monkeypatch.setattr(F, "_fit_core", spy)
     fit = fit_model("M4", data, n_starts=2, interval="none", folds=2, seed=0)
     full = {a: set(np.unique(data.inputs[a])) for a in ("alpha", "B")}
-    lovo = seen[1 + 2 + 2:]  # after the full fit and two fits for each kind of fold
+    lovo = seen[1 + 2:]  # after the full fit and two fold fits (one seed a cell: grouped folds = cell folds)
     assert len(lovo) == len(full["alpha"]) + len(full["B"])
     held = []
     for s_ in lovo:

@@ -585,8 +585,12 @@ def fit_model(
         fold = assign_folds(data.censored, folds, seed)
         held = _merge([refit(fold == f, (0, f)) for f in range(folds)])
         h_med, h_acc = _summaries(held, data)
-        group_fold = assign_folds(data.censored, folds, seed, input_groups(data.inputs))
-        grouped = _merge([refit(group_fold == f, (1, f)) for f in range(folds)])
+        groups = input_groups(data.inputs)
+        group_fold = assign_folds(data.censored, folds, seed, groups)
+        if np.array_equal(group_fold, fold):  # every cell its own group (one seed): the same folds
+            grouped = held
+        else:
+            grouped = _merge([refit(group_fold == f, (1, f)) for f in range(folds)])
         for j, (axis, tests) in enumerate(lovo_splits(data.inputs).items()):
             extrapolated[axis] = _merge([refit(test, (2, j, i)) for i, test in enumerate(tests)])
     return ModelFit(
