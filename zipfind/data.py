@@ -1,9 +1,10 @@
 """The task sampler: Zipf class tables and bursty in-context classification sequences, batched over M models.
 
 Every model m owns a task instance (class means, label vectors, Zipf class probabilities; K padded with
-zero-probability classes), a context law ("iid" or "distinct" slots, see `sample`) and a random stream. Per step, `draw` fills one standard-normal buffer per model from
-that model's own generator (the only per-model loop: one call a model); everything after it (inverse-CDF class
-sampling, sampling without replacement, shuffles, token assembly) is vectorised over [M, batch]. A model's
+zero-probability classes), a context law ("iid" or "distinct" slots, see `sample`) and a random stream. Per step,
+`draw` fills one standard-normal buffer per model from that model's own generator (the only per-model loop: one
+call a model); everything after it (float64 uniforms, inverse-CDF class sampling, sampling without replacement,
+shuffles, token assembly) is vectorised over [M, batch]. A model's
 sequences therefore depend only on its own configuration and generator, never on the chunk it is stacked in.
 
 Sequence layout (T = 2N + 1 tokens of D content dims): x_1, l_1, ..., x_N, l_N, x_q. Items are
