@@ -7,14 +7,19 @@ value and what is allowed (`SpecError.problems`).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import itertools
 import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+
+Readout = Literal["linear", "mlp"]
+"""Readout at the query position: a linear map, or Reddy's 3-layer MLP."""
+Optimizer = Literal["adam", "adamw", "sgd"]
+"""Optimizers of zipfind.optim (the one list: validation and the optimizer read it from here)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class ModelConfig:
     d_model: int = 64
     layers: int = 2
     heads: int = 1
-    readout: Literal["linear", "mlp"] = "linear"
+    readout: Readout = "linear"
     mlp_hidden: int = 128  # width of the 3-layer MLP readout (Reddy's deep classifier)
     layernorm: bool = False
 
@@ -49,7 +54,7 @@ class TrainConfig:
     steps: int = 3000
     batch: int = 128
     lr: float = 3e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Optimizer = "adam"
     beta1: float = 0.9  # Adam beta1, or SGD momentum
     beta2: float = 0.999
     weight_decay: float = 0.0
@@ -72,11 +77,6 @@ class Cell:
     def params(self) -> dict[str, Any]:
         """Every task and training scalar of the cell (the cells table's columns)."""
         return {**asdict(self.task), **asdict(self.train)}
-
-    def key(self, spec_seed: int) -> int:
-        """A 63-bit seed from (spec seed, cell identity): independent of chunking and cell order."""
-        blob = json.dumps([spec_seed, sorted(self.params().items())], default=str)
-        return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "little") >> 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
 AXIS_KEYS = {**TASK_KEYS, **TRAIN_KEYS}
 SECTIONS = {"task": TASK_KEYS, "model": MODEL_KEYS, "train": TRAIN_KEYS}
 TOP_KEYS = {"name", "seed", "task", "model", "train", "grid", "cells"}
-CHOICES = {"readout": ("linear", "mlp"), "optimizer": ("adam", "adamw", "sgd")}
+CHOICES: dict[str, tuple[str, ...]] = {"readout": get_args(Readout), "optimizer": get_args(Optimizer)}
 
 
 def _default(spec: Spec, key: str) -> Any:
@@ -161,7 +161,7 @@ def _coerce(value: Any, typ: str) -> Any:
 
 def _check_scalar(where: str, key: str, value: Any, typ: str, problems: list[str]) -> bool:
     tname = typ.split("[")[0]
-    base = "str" if tname == "Literal" else tname
+    base = "str" if tname == "Literal" or key in CHOICES else tname
     if not _type_ok(value, base):
         want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[base]
         problems.append(f"{where}{key}: {value!r} is not allowed; expected {want}")

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
+from ..columns import ONSET_COLUMNS
 from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model
 
 __all__ = [
     "OnsetData", "ParamEstimate", "ModelFit", "FitReport", "onset_data", "censored_loglik", "fit_model",
-    "fit_models", "simulate_onsets", "ONSET_ONLY_COLUMNS", "CAP_NATS", "PROFILE_DELTA",
+    "fit_models", "simulate_onsets", "prediction_stats", "ONSET_ONLY_COLUMNS", "CAP_NATS", "PROFILE_DELTA",
 ]
 
 Interval = Literal["profile", "bootstrap", "none"]
@@ -30,11 +31,7 @@ _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 CAP_NATS = 20.0  # predictions are capped at budget * e^20 so "never" stays a finite, flat penalty
 PROFILE_DELTA = 0.5 * 3.841458820694124  # chi2(1) 95% / 2
 SIGMA_BOUNDS = (1e-3, 10.0)
-ONSET_ONLY_COLUMNS = frozenset({
-    "onset_step", "onset_lo", "onset_hi", "censored", "budget", "estimator", "measure", "onset_threshold",
-    "onset_logistic", "onset_max_slope", "estimators_disagree", "final_ic_acc", "final_iw_acc",
-    "final_induction_score", "induction_step",
-})
+ONSET_ONLY_COLUMNS = frozenset(ONSET_COLUMNS)  # the onsets table's result columns (not model inputs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -453,16 +450,25 @@ def _to_natural(p, u: float) -> float:
     return float(u)
 
 
-def _summaries(pred: np.ndarray, data: OnsetData) -> tuple[float, float]:
-    """(median |ln pred/obs| over observed cells, fraction of censored/uncensored calls that are right)."""
-    obs = ~data.censored
+def prediction_stats(pred, onset, censored, budget) -> tuple[float, float]:
+    """How well predicted onsets t* [n] match observed ones: (median |ln t*/t| over uncensored cells, fraction of
+    cells whose censoring t* calls right, i.e. t* > budget iff censored). NaN in ``pred`` means no prediction was
+    made (a skipped fold): such cells are left out of both; inf means no onset predicted. The fits and the fit
+    overlay both use this."""
+    pred, onset = np.asarray(pred, dtype=float), np.asarray(onset, dtype=float)
+    censored, budget = np.asarray(censored, dtype=bool), np.asarray(budget, dtype=float)
+    made = ~np.isnan(pred)
+    obs = made & ~censored
     with np.errstate(divide="ignore", invalid="ignore"):
-        err = np.abs(np.log(pred[obs]) - np.log(data.onset[obs]))
-    err = np.where(np.isnan(err), np.inf, err)
+        err = np.abs(np.log(pred[obs]) - np.log(onset[obs]))
+    err = np.where(np.isnan(err), np.inf, err)  # t* = inf against an observed onset: infinitely wrong
     med = float(np.median(err)) if err.size else np.nan
-    ok = ~np.isnan(pred)
-    acc = float(np.mean((pred[ok] > data.budget[ok]) == data.censored[ok])) if ok.any() else np.nan
+    acc = float(np.mean((pred[made] > budget[made]) == censored[made])) if made.any() else np.nan
     return med, acc
+
+
+def _summaries(pred: np.ndarray, data: OnsetData) -> tuple[float, float]:
+    return prediction_stats(pred, data.onset, data.censored, data.budget)
 
 
 def _fit_core(model: OnsetModel, data: OnsetData, n_starts: int, rng: np.random.Generator, censoring: Censoring,
