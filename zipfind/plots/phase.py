@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from ..baselines import ic_chance, ic_copy
+from ..baselines import ic_chance, ic_copy, iw_majority
 from ..survival import seed_summary
 from .style import (
     _RC, _as_list, _assign_label, _categories, _fmt_steps, _fmt_value, _ink_for, _legend, _new_figure, _require,
@@ -170,6 +170,8 @@ def phase_diagram(
         raise ValueError("the onsets table is empty: nothing to plot")
     facets = _varying_axes(onsets, exclude=[x, y]) if facet is None else _as_list(facet)
     _require(onsets, facets, "the onsets table")
+    if "iw_majority" not in onsets and {"alpha", "K", "L"} <= set(onsets.columns):  # an onsets table from before
+        onsets = onsets.assign(iw_majority=[iw_majority(a, k, l) for a, k, l in onsets[["alpha", "K", "L"]].values])
     summary = phase_table(onsets, x=x, y=y, facet=facets)
     xcats, ycats = _categories(onsets[x]), _categories(onsets[y])
     facet_keys = (
@@ -237,7 +239,7 @@ def phase_diagram(
                 if panel.kind == "onset" and n_seeds_max > 1:
                     title += f" (median of {n_seeds_max} seeds)"
                 if panel.value == "final_ic_acc" and ic_levels:
-                    title += "\n" + ", ".join(f"{name} {v:.3g}" for name, v in ic_levels.items())
+                    title += "\n" + ", ".join(f"{label} {v:.3g}" for label, v in ic_levels.values())
                 if panel.value == "final_iw_acc" and "iw_majority" in sub:
                     title += "\n(small: majority-label level)"
                 ax.set_title(f"{facet_title}\n{title}" if facet_title else title)
@@ -257,7 +259,7 @@ def phase_diagram(
                                aspect=25)
             cb2.set_label("final accuracy")
             cb2.outline.set_linewidth(0)
-            for (name, v), style in zip(ic_levels.items(), (":", "-.")):
+            for (name, (_, v)), style in zip(ic_levels.items(), (":", "-.")):
                 cb2.ax.axhline(v, color="white", linestyle=style, linewidth=1.4, gid=f"baseline:{name}")
         if legend_handles:
             _legend(fig, list(legend_handles.values()), max_cols=3)
@@ -306,12 +308,12 @@ def _annotate_onsets(ax, sub, x, y, xcats, ycats, cmap, norm, legend_handles) ->
                     gid="onset-interval", zorder=3, linespacing=1.1)
 
 
-def _ic_levels(onsets: pd.DataFrame) -> dict[str, float]:
-    """IC accuracy baselines common to every cell ({"chance 1/L": .., "copy 1/N": ..}); empty where L or N vary."""
+def _ic_levels(onsets: pd.DataFrame) -> dict[str, tuple[str, float]]:
+    """IC accuracy baselines common to every cell, name -> (label, level); left out where L or N vary."""
     out = {}
-    for col, name, fn in (("L", "chance 1/L", ic_chance), ("N", "copy 1/N", ic_copy)):
+    for col, name, label, fn in (("L", "ic_chance", "chance 1/L", ic_chance), ("N", "ic_copy", "copy 1/N", ic_copy)):
         if col in onsets and onsets[col].nunique() == 1:
-            out[name] = fn(onsets[col].iloc[0])
+            out[name] = (label, fn(onsets[col].iloc[0]))
     return out
 
 
