@@ -54,14 +54,35 @@ def test_bursty_sequences_hold_n_over_b_classes_b_times(B):
         assert q in values
 
 
-def test_bursty_uses_the_zipf_law_for_its_first_class():
-    """The first distinct class of a bursty context is a draw from p (sampling without replacement)."""
-    task = TaskConfig(K=32, L=32, alpha=1.0, B=2, p_bursty=1.0)
-    table, batches = _batch([task], b=1024, steps=2)
-    # the query is a uniformly chosen context class; its marginal is the inclusion probability, so test ranks:
-    cls = torch.cat([b.classes[0, :, :-1] for b in batches]).numpy()
-    freq = np.bincount(cls.ravel(), minlength=32) / cls.size
-    assert freq[0] > freq[1] > freq[4] > freq[20]  # more frequent classes appear more often
+def test_bursty_contexts_hold_classes_with_the_successive_sampling_inclusion_law():
+    """A bursty context (B = 2, N = 8) holds 4 distinct classes drawn from p without replacement: class k is in it
+    with the inclusion probability pi_k = sum over ordered 4-tuples containing k of p_a p_b/(1-p_a) ...; chi-square
+    of the sampler's counts per Zipf rank against n * pi (exact, by enumerating the 32^4 tuples)."""
+    K = 32
+    task = TaskConfig(K=K, L=32, alpha=1.0, B=2, p_bursty=1.0)
+    table, batches = _batch([task], b=4096, steps=2)
+    present = np.zeros(K)
+    n = 0
+    for b in batches:
+        cls = np.sort(b.classes[0, :, :-1].numpy(), axis=1)  # [b, N]
+        first = np.ones_like(cls, dtype=bool)
+        first[:, 1:] = cls[:, 1:] != cls[:, :-1]  # each distinct class once per context
+        assert (first.sum(axis=1) == 4).all()
+        present += np.bincount(cls[first], minlength=K)
+        n += cls.shape[0]
+    p = table.probs[0].numpy()
+    a, b_, c, d = np.ix_(*[np.arange(K)] * 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = (p[a] * p[b_] / (1 - p[a]) * p[c] / (1 - p[a] - p[b_]) * p[d] / (1 - p[a] - p[b_] - p[c]))
+    distinct = (a != b_) & (a != c) & (a != d) & (b_ != c) & (b_ != d) & (c != d)
+    w = np.where(distinct, w, 0.0)  # [K, K, K, K] probability of each ordered draw
+    assert w.sum() == pytest.approx(1.0)
+    pi = np.array([w[(a == k) | (b_ == k) | (c == k) | (d == k)].sum() for k in range(K)])  # [K]
+    assert pi.sum() == pytest.approx(4.0)
+    assert stats.chisquare(present, n * pi).pvalue > 1e-3
+    # and it tells apart a law that is close: four draws with replacement, renormalised to four classes
+    with_repl = 1 - (1 - p) ** 4
+    assert stats.chisquare(present, n * 4 * with_repl / with_repl.sum()).pvalue < 1e-3
 
 
 def test_labels_and_tokens():
