@@ -136,8 +136,13 @@ def test_onsets_table_budget_is_the_censoring_time():
     rows = [{"cell": 0, "step": int(t), "measure": "ic_acc", "value": float(v)}
             for t, v in zip(steps, logistic_curve(0.97 * BUDGET, 0.01, steps=steps))]
     cells = pd.DataFrame({"cell": [0], "alpha": [1.0], "K": 2048, "L": 32, "N": 8, "steps": int(BUDGET)})
-    row = onsets_table(pd.DataFrame(rows), cells).iloc[0]
+    table = onsets_table(pd.DataFrame(rows), cells)
+    row = table.iloc[0]
     assert row["censored"] and row["budget"] == CENSOR and row["record_end"] == BUDGET
+    from zipfind.theory.fit import onset_data
+
+    data, _ = onset_data(table.assign(B=1))
+    assert data.censored.tolist() == [True] and data.budget.tolist() == [CENSOR]  # what the Tobit term reads
 
 
 def test_a_sharp_rise_between_two_checkpoints_has_an_interval_containing_both():
