@@ -100,6 +100,37 @@ def test_zipf_tail_is_resolved():
     assert abs(counts.sum() - exp.sum()) < 4 * np.sqrt(exp.sum())  # the tail's total mass too
 
 
+def test_bursty_contexts_hold_classes_with_the_successive_sampling_inclusion_law():
+    """Under the "distinct" law a bursty context (B = 2, N = 8) holds 4 distinct classes drawn from p without replacement: class k is in it
+    with the inclusion probability pi_k = sum over ordered 4-tuples containing k of p_a p_b/(1-p_a) ...; chi-square
+    of the sampler's counts per Zipf rank against n * pi (exact, by enumerating the 32^4 tuples)."""
+    K = 32
+    task = TaskConfig(K=K, L=32, alpha=1.0, B=2, p_bursty=1.0, context="distinct")
+    table, batches = _batch([task], b=4096, steps=2)
+    present = np.zeros(K)
+    n = 0
+    for b in batches:
+        cls = np.sort(b.classes[0, :, :-1].numpy(), axis=1)  # [b, N]
+        first = np.ones_like(cls, dtype=bool)
+        first[:, 1:] = cls[:, 1:] != cls[:, :-1]  # each distinct class once per context
+        assert (first.sum(axis=1) == 4).all()
+        present += np.bincount(cls[first], minlength=K)
+        n += cls.shape[0]
+    p = table.probs[0].numpy()
+    a, b_, c, d = np.ix_(*[np.arange(K)] * 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = (p[a] * p[b_] / (1 - p[a]) * p[c] / (1 - p[a] - p[b_]) * p[d] / (1 - p[a] - p[b_] - p[c]))
+    distinct = (a != b_) & (a != c) & (a != d) & (b_ != c) & (b_ != d) & (c != d)
+    w = np.where(distinct, w, 0.0)  # [K, K, K, K] probability of each ordered draw
+    assert w.sum() == pytest.approx(1.0)
+    pi = np.array([w[(a == k) | (b_ == k) | (c == k) | (d == k)].sum() for k in range(K)])  # [K]
+    assert pi.sum() == pytest.approx(4.0)
+    assert stats.chisquare(present, n * pi).pvalue > 1e-3
+    # and it tells apart a law that is close: four draws with replacement, renormalised to four classes
+    with_repl = 1 - (1 - p) ** 4
+    assert stats.chisquare(present, n * 4 * with_repl / with_repl.sum()).pvalue < 1e-3
+
+
 def test_labels_and_tokens():
     task = TaskConfig(K=256, L=32, alpha=0.5, B=2, eps=0.0)
     table, (batch,) = _batch([task], b=64)

@@ -7,13 +7,14 @@ from scipy.optimize import curve_fit
 from scipy.special import expit, logit
 
 from zipfind.onset import (
-    ESTIMATORS, ONSET_COLUMNS, OnsetConfig, bootstrap_onsets, crossing_step, default_config, detect_onset,
-    logistic_onset, onsets_table, seed_summary, threshold_onset,
+    ESTIMATORS, ONSET_COLUMNS, OnsetConfig, bootstrap_onsets, censoring_time, crossing_step, default_config,
+    detect_onset, logistic_onset, onsets_table, threshold_onset,
 )
 
 # the engine's schedule: log-spaced early checkpoints, then every eval_every steps up to the budget
 STEPS = np.r_[2 ** np.arange(7), np.arange(100, 3001, 100)].astype(float)  # [37]
 BUDGET = 3000.0
+CENSOR = 2800.0  # with persistence 3, the last checkpoint whose crossing the record can confirm (2800, 2900, 3000)
 CHANCE = 1 / 32  # IC accuracy at initialisation with L = 32 labels
 
 
@@ -91,7 +92,7 @@ def test_flat_barely_rising_and_post_budget_curves_are_censored():
     for items in (flat, barely, after):
         on = detect_onset(STEPS, items.mean(axis=1), BUDGET, per_item=items, seed=0)
         assert on.censored and np.isnan(on.step)
-        assert on.lo == BUDGET and on.hi == np.inf  # known only to be > budget
+        assert on.budget == on.lo == CENSOR and on.hi == np.inf  # known only to be > the censoring time
         assert on.rise < OnsetConfig().min_rise
         assert all(np.isnan(v) for v in on.others.values())
         assert not on.disagree
@@ -101,27 +102,83 @@ def test_flat_barely_rising_and_post_budget_curves_are_censored():
     assert not on.censored
     assert on.step == pytest.approx(0.65 * BUDGET, rel=0.05)
     assert on.lo <= on.step <= on.hi < BUDGET
-    # the same curve with a shorter budget (training stopped at 1500) is censored there
+    # the same curve with training stopped at 1500 is censored at 1300, the last step it could confirm
     cut = STEPS <= 1500
     on = detect_onset(STEPS[cut], items.mean(axis=1)[cut], 1500.0, per_item=items[cut])
-    assert on.censored and on.lo == 1500.0
+    assert on.censored and on.lo == on.budget == 1300.0 and on.record_end == 1500.0
+
+
+@pytest.mark.parametrize("eval_every,budget", [(100, 3000), (100, 2100), (250, 4500), (50, 1100)])  # 0.95 x budget
+# falls between checkpoints
+@pytest.mark.parametrize("persistence", [1, 2, 3, 4])
+def test_a_rise_at_095_budget_is_never_censored_at_the_budget(eval_every, budget, persistence):
+    """A clean rise at 0.95 x budget: either an onset, or censored at the last step where a crossing could still be
+    confirmed (persistence - 1 checkpoints before the end), never 'no onset by the budget'."""
+    steps = np.r_[2 ** np.arange(int(np.log2(eval_every)) + 1), np.arange(eval_every, budget + 1, eval_every)]
+    steps = np.unique(steps).astype(float)
+    rise = 0.95 * budget
+    p = logistic_curve(rise, 0.01, steps=steps)  # a sharp rise at 0.95 budget
+    cfg = OnsetConfig(persistence=persistence)
+    on = detect_onset(steps, p, float(budget), config=cfg)
+    horizon = steps[-persistence]
+    assert on.budget == horizon == censoring_time(steps, persistence)
+    if on.censored:
+        assert on.budget < rise and on.lo == on.budget  # "no onset by 1800" for a rise at 1900 of 2000
+    else:
+        assert on.step <= on.budget and on.bracket_lo < rise <= on.bracket_hi
+    confirmable = np.flatnonzero(steps >= rise)[0] + persistence <= steps.size  # enough checkpoints after it
+    assert on.censored != confirmable
+
+
+def test_onsets_table_budget_is_the_censoring_time():
+    """Through the table: the Tobit fit reads `budget`, so it must be the last confirmable step, not `steps`."""
+    steps = np.r_[0, STEPS]
+    rows = [{"cell": 0, "step": int(t), "measure": "ic_acc", "value": float(v)}
+            for t, v in zip(steps, logistic_curve(0.97 * BUDGET, 0.01, steps=steps))]
+    cells = pd.DataFrame({"cell": [0], "alpha": [1.0], "K": 2048, "L": 32, "N": 8, "steps": int(BUDGET)})
+    table = onsets_table(pd.DataFrame(rows), cells)
+    row = table.iloc[0]
+    assert row["censored"] and row["budget"] == CENSOR and row["record_end"] == BUDGET
+    from zipfind.theory.fit import onset_data
+
+    data, _ = onset_data(table.assign(B=1))
+    assert data.censored.tolist() == [True] and data.budget.tolist() == [CENSOR]  # what the Tobit term reads
+
+
+def test_a_sharp_rise_between_two_checkpoints_has_an_interval_containing_both():
+    """Accuracy jumps from chance to 0.95 between checkpoints 1200 and 1300: the probe bootstrap alone is a few
+    steps wide (every resample crosses in the same gap), the onset interval spans the whole gap."""
+    p = np.where(STEPS >= 1300, 0.95, CHANCE)
+    items = probe_draws(p, np.random.default_rng(4))
+    on = detect_onset(STEPS, items.mean(axis=1), BUDGET, per_item=items, seed=0)
+    assert (on.bracket_lo, on.bracket_hi) == (1200.0, 1300.0)
+    assert on.lo <= 1200.0 and on.hi >= 1300.0
+    assert 1200.0 < on.probe_lo <= on.step <= on.probe_hi < 1300.0 and on.probe_hi - on.probe_lo < 20
+    # without per-probe data the interval is the bracket itself
+    on = detect_onset(STEPS, p, BUDGET)
+    assert (on.lo, on.hi) == (1200.0, 1300.0) and np.isnan(on.probe_lo)
 
 
 def test_bootstrap_interval_covers_the_noise_free_onset():
-    """100 seeded runs with per-probe Bernoulli draws: the 95 % interval covers the onset of the noise-free curve
-    in >= 90 % of them, and is narrow (an interval that always covers because it is huge would fail)."""
+    """100 seeded runs with per-probe Bernoulli draws: the probe interval covers the onset of the noise-free curve
+    in >= 90 % of them and is narrow (an interval that always covers because it is huge would fail); the onset
+    interval contains it and spans whole checkpoint gaps, at most two in most runs."""
     cfg = OnsetConfig(n_boot=200, ci=0.95)
-    covered, log_widths = 0, []
+    covered, log_widths, gaps = 0, [], []
     for trial in range(100):
         rng = np.random.default_rng(1000 + trial)
         p = logistic_curve(rng.uniform(700, 1800), rng.uniform(0.08, 0.25))
         truth = threshold_onset(STEPS, p, cfg)
         items = probe_draws(p, rng)
         on = detect_onset(STEPS, items.mean(axis=1), BUDGET, per_item=items, config=cfg, seed=trial)
-        covered += on.lo <= truth <= on.hi
-        log_widths.append(np.log(on.hi / on.lo))
+        covered += on.probe_lo <= truth <= on.probe_hi
+        log_widths.append(np.log(on.probe_hi / on.probe_lo))
+        assert on.lo <= on.probe_lo <= on.step <= on.probe_hi <= on.hi
+        assert on.lo in STEPS and on.hi in STEPS  # checkpoint ends
+        gaps.append(np.sum((STEPS > on.lo) & (STEPS <= on.hi)))
     assert covered >= 90
     assert np.median(log_widths) < 0.1
+    assert np.median(gaps) <= 2 and min(gaps) >= 1
 
 
 def test_vectorised_bootstrap_equals_a_plain_resampling_loop():
@@ -204,7 +261,13 @@ def test_onsets_table_rows_columns_and_values():
     assert list(table.columns) == list(cells.columns) + list(ONSET_COLUMNS)
     assert table["cell"].tolist() == [0, 1, 2, 3] and table["alpha"].tolist() == [0.0, 1.0, 0.0, 1.0]
     assert table["censored"].dtype == bool and table["censored"].tolist() == [False, True, False, True]
-    assert table["budget"].tolist() == [BUDGET, BUDGET, BUDGET, 1200.0]  # censored where the diverged record ends
+    assert table["record_end"].tolist() == [BUDGET, BUDGET, BUDGET, 1200.0]  # the diverged record ends at 1200
+    assert table["budget"].tolist() == [CENSOR, CENSOR, CENSOR, 1000.0]  # the last confirmable steps
+    # baselines: K = 512, L = 32 at alpha 0 and 1 (classes 0, 32, ..., 480 carry label 0)
+    p1 = np.arange(1, 513) ** -1.0 / np.sum(np.arange(1, 513) ** -1.0)
+    assert table["iw_majority"].tolist() == pytest.approx([1 / 32, p1[::32].sum(), 1 / 32, p1[::32].sum()])
+    assert table["final_iw_above_majority"].tolist() == pytest.approx(
+        ((0.3 - table["iw_majority"]) / (1 - table["iw_majority"])).tolist())
     assert (table["estimator"] == "threshold").all() and (table["measure"] == "ic_acc").all()
     for _, row in table.iterrows():
         mid = truth[row["cell"]]
@@ -217,7 +280,9 @@ def test_onsets_table_rows_columns_and_values():
         assert row["onset_threshold"] == row["onset_step"]
         assert row["onset_logistic"] == pytest.approx(mid, rel=0.05)
         assert row["onset_max_slope"] == pytest.approx(mid, rel=0.05)
-        assert row["onset_lo"] <= row["onset_step"] <= row["onset_hi"] < BUDGET
+        assert row["onset_lo"] <= row["onset_probe_lo"] <= row["onset_step"] <= row["onset_probe_hi"] <= row["onset_hi"]
+        assert row["onset_lo"] <= row["bracket_lo"] < row["onset_step"] <= row["bracket_hi"] <= row["onset_hi"]
+        assert row["onset_hi"] <= row["budget"]
         assert not row["estimators_disagree"]
         # the induction score crosses 0.5 (raw scale) at 0.9 * mid: head formation just precedes ICL
         assert abs(row["induction_step"] - 0.9 * mid) <= spacing_at(0.9 * mid)
@@ -227,34 +292,12 @@ def test_onsets_table_rows_columns_and_values():
     # a row does not depend on which other cells are in the table
     alone = onsets_table(metrics[metrics.cell == 2], cells[cells.cell == 2], per_item, seed=1)
     pd.testing.assert_frame_equal(alone.reset_index(drop=True), table[table.cell == 2].reset_index(drop=True))
-    # other measures and estimators; no per-item data for them, so no interval unless censored
+    # other measures and estimators; no per-item data for them, so the interval is the checkpoint bracket
     ind = onsets_table(metrics, cells, per_item, measure="induction_score", estimator="logistic")
-    assert ind.loc[0, "onset_step"] == pytest.approx(0.9 * truth[0], rel=0.05) and np.isnan(ind.loc[0, "onset_lo"])
+    assert ind.loc[0, "onset_step"] == pytest.approx(0.9 * truth[0], rel=0.05) and np.isnan(ind.loc[0, "onset_probe_lo"])
+    assert (ind.loc[0, "onset_lo"], ind.loc[0, "onset_hi"]) == (700.0, 800.0)  # 0.9 * 800 = 720
     with pytest.raises(ValueError, match="ic_los"):
         onsets_table(metrics, cells, measure="ic_los")
-
-
-def test_seed_summary_median_counts_censored_runs_above_the_budget():
-    onsets = pd.DataFrame({
-        "cell": range(12), "alpha": [0.0] * 3 + [1.0] * 3 + [2.0] * 4 + [3.0] * 2,
-        "seed": [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 0, 1],
-        "onset_step": [1000, 1200, np.nan, 1000, np.nan, np.nan, 800, 1000, 1200, 1400, np.nan, np.nan],
-        "censored": [False, False, True, False, True, True, False, False, False, False, True, True],
-        "budget": [3000.0] * 10 + [2000.0, 2500.0], "estimator": "threshold", "measure": "ic_acc",
-    })
-    onsets[["onset_lo", "onset_hi"]] = np.nan
-    s = seed_summary(onsets, seed=0).set_index("alpha")  # default grouping: every cells column but cell, seed
-    assert list(s.index) == [0.0, 1.0, 2.0, 3.0]
-    assert s.loc[0.0, "onset_step"] == 1200 and not s.loc[0.0, "censored"]  # [1000, 1200, >3000]
-    assert np.isnan(s.loc[1.0, "onset_step"]) and s.loc[1.0, "censored"]  # [1000, >3000, >3000]
-    # 7/27 of seed resamples hold two uncensored 1000s, so the 2.5 % point is 1000; the 97.5 % one is censored
-    assert s.loc[1.0, "onset_lo"] == 1000 and s.loc[1.0, "onset_hi"] == np.inf
-    assert s.loc[2.0, "onset_step"] == 1100  # even count: mean of the middle pair
-    assert s["n_seeds"].tolist() == [3, 3, 4, 2] and s["n_censored"].tolist() == [1, 2, 0, 2]
-    # all seeds censored: the onset is only known to exceed the smallest budget
-    assert s.loc[3.0, "censored"] and s.loc[3.0, "onset_lo"] == 2000 and s.loc[3.0, "onset_hi"] == np.inf
-    assert s.loc[0.0, "onset_hi"] == np.inf  # resamples with two censored seeds have a censored median
-    assert 800 <= s.loc[2.0, "onset_lo"] <= 1100 <= s.loc[2.0, "onset_hi"] <= 1400
 
 
 def test_config_rejects_nonsense():
@@ -265,12 +308,3 @@ def test_config_rejects_nonsense():
         detect_onset(STEPS, logistic_curve(1000, 0.1), BUDGET, estimator="median")
     with pytest.raises(ValueError, match="per_item"):
         detect_onset(STEPS, logistic_curve(1000, 0.1), BUDGET, per_item=np.ones((STEPS.size, 8)))
-
-
-def test_censored_median_is_the_kaplan_meier_median():
-    from zipfind.onset import censored_median
-
-    inf = np.inf
-    rows = np.array([[100, 200, inf, inf], [100, 200, 300, inf], [100, inf, inf, inf], [300, 100, 200, 400]])
-    np.testing.assert_array_equal(censored_median(rows, axis=1), [200, 250, inf, 250])
-    assert censored_median(np.array([100.0, inf, inf])) == inf and censored_median(np.array([5.0, inf])) == 5.0

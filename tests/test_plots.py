@@ -76,34 +76,32 @@ def gid_collections(ax, gid: str) -> list:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# phase_table: the censoring-aware median over seeds
+# phase_table: the seed summary of zipfind.survival, nothing else
 
 
-@pytest.mark.parametrize(
-    ("steps", "censored", "median"),
-    [
-        ([100.0, 200.0, np.nan], [False, False, True], 200.0),  # 1 of 3 censored: ordinary median
-        ([100.0, np.nan, np.nan], [False, True, True], np.inf),  # most censored: censored
-        ([100.0, 200.0, 300.0, np.nan], [False, False, False, True], 250.0),
-        ([100.0, 200.0, np.nan, np.nan], [False, False, True, True], 200.0),  # half: Kaplan-Meier lower middle
-        ([300.0, 100.0], [False, False], 200.0),
-    ],
-)
-def test_phase_table_censored_median(steps, censored, median):
-    n = len(steps)
-    onsets = pd.DataFrame(dict(alpha=[1.0] * n, B=[2] * n, seed=range(n), onset_step=steps,
-                               onset_lo=np.array(steps) * 0.9, onset_hi=np.array(steps) * 1.1,
-                               censored=censored, budget=[1000] * n, final_ic_acc=np.linspace(0, 1, n)))
-    tab = plots.phase_table(onsets, x="alpha", y="B")
-    assert len(tab) == 1
-    row = tab.iloc[0]
-    assert row["median_onset"] == median
-    assert row["censored"] == np.isinf(median)
-    assert row["n_seeds"] == n and row["n_censored"] == sum(censored)
-    finite = np.array(steps)[~np.array(censored)]
-    assert row["onset_lo"] == pytest.approx(0.9 * finite.min())
-    assert row["onset_hi"] == pytest.approx(1.1 * finite.max())
-    assert row["final_ic_acc"] == pytest.approx(0.5)
+def test_plots_and_tables_give_the_same_seed_medians():
+    """Four seeds per cell with jitter and per-seed censoring times: the phase table is seed_summary's table, and
+    the numbers written in the heatmap are its Kaplan-Meier medians and seed-bootstrap intervals."""
+    from zipfind.plots.style import _fmt_steps
+    from zipfind.survival import seed_summary
+
+    onsets = make_onsets(seeds=(0, 1, 2, 3), jitter=0.8, seed=3)
+    onsets["budget"] = np.where(onsets["seed"] == 3, BUDGET / 2, BUDGET)  # one seed stopped (diverged) early
+    late = onsets["onset_step"] > onsets["budget"]
+    onsets.loc[late, ["onset_step", "onset_lo", "onset_hi", "censored"]] = [np.nan, np.nan, np.nan, True]
+    onsets.loc[onsets["censored"], "onset_lo"] = onsets["budget"]
+    onsets.loc[onsets["censored"], "onset_hi"] = np.inf
+    table = seed_summary(onsets, by=["B", "alpha"])
+    pd.testing.assert_frame_equal(plots.phase_table(onsets, x="alpha", y="B"), table)
+    assert 0 < table["censored"].sum() < len(table) and (table["n_censored"] > 0).sum() > table["censored"].sum()
+    (ax,) = data_axes(plots.phase_diagram(onsets, facet=(), companions=False), "onset")
+    learned = table[~table["censored"]]
+    assert sorted(t.get_text() for t in texts(ax, "onset-annotation")) == sorted(
+        _fmt_steps(v) for v in learned["onset_step"])
+    shown = sorted(t.get_text().split("\n")[0] for t in texts(ax, "onset-interval"))
+    assert shown == sorted(f"{_fmt_steps(lo)}–{_fmt_steps(hi)}" for lo, hi in zip(learned["seed_lo"],
+                                                                                   learned["seed_hi"]))
+    assert len(texts(ax, "censored-label")) == table["censored"].sum()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,7 +162,16 @@ def test_phase_diagram_5x3_cells_colours_annotations_and_censoring():
     assert sorted(c.get_ylabel() for c in cbars) == ["final accuracy", "onset step (IC accuracy)"]
     (ic_ax,) = data_axes(fig, "final_ic_acc")
     (iw_ax,) = data_axes(fig, "final_iw_acc")
-    assert ic_ax.get_title() == "final IC accuracy" and iw_ax.get_title() == "final IW accuracy"
+    # baselines: IC chance 1/L and copy 1/N in the title and on the colour bar; each IW cell's majority level
+    assert ic_ax.get_title() == "final IC accuracy\nchance 1/L 0.0312, copy 1/N 0.125"
+    acc_bar = next(c for c in cbars if c.get_ylabel() == "final accuracy")
+    levels = {ln.get_gid(): ln.get_ydata()[0] for ln in acc_bar.lines}
+    assert levels == {"baseline:ic_chance": 1 / 32, "baseline:ic_copy": 1 / 8}
+    assert iw_ax.get_title().startswith("final IW accuracy")
+    p = np.arange(1, 513.0) ** -np.array(ALPHAS)[:, None]
+    majority = (p[:, ::32].sum(axis=1) / p.sum(axis=1)).round(2)  # K = 512, L = 32: label 0 holds classes 0, 32, ..
+    assert sorted(t.get_text() for t in texts(iw_ax, "baseline:iw_majority")) == sorted(
+        f"maj {m:.2f}" for m in np.repeat(majority, len(BS)))
     assert len(texts(ic_ax, "value-annotation")) == 15
     assert sorted({t.get_text() for t in texts(iw_ax, "value-annotation")}) == ["0.05", "0.30", "0.55", "0.80",
                                                                                 "1.00"]
@@ -197,8 +204,9 @@ def test_phase_diagram_seed_median_and_partial_censoring_note():
     base.loc[sel, "censored"] = [False, False, True]
     fig = plots.phase_diagram(base, companions=False)
     (ax,) = data_axes(fig, "onset")
-    assert [t.get_text() for t in texts(ax, "onset-annotation")] == ["3k"]
-    assert [t.get_text() for t in texts(ax, "onset-interval")] == ["900–3.6k\n1/3 censored"]
+    assert [t.get_text() for t in texts(ax, "onset-annotation")] == ["3k"]  # Kaplan-Meier: S(3000) = 1/3
+    # the seed bootstrap: resampled medians are 1000, 3000 or censored
+    assert [t.get_text() for t in texts(ax, "onset-interval")] == ["1k–∞\n1/3 censored"]
     assert len(texts(ax, "censored-label")) == 1  # alpha = 2, B = 1 is censored for all three seeds
     assert "median of 3 seeds" in ax.get_title()
     assert len(colorbar_axes(fig)) == 1
@@ -206,17 +214,23 @@ def test_phase_diagram_seed_median_and_partial_censoring_note():
 
 def test_open_ended_intervals_from_the_bootstrap():
     """zipfind.onset reports onset_hi = inf when bootstrap resamples find no onset; lo = budget, hi = inf when
-    censored. The envelope keeps the open end, the heatmap says so and the curve's span stops at the budget."""
+    censored. With one seed the heatmap shows that run's open interval; with two, the run-level interval is the
+    median of the runs' ends and the heatmap shows the seed bootstrap; the curve's span stops at the budget."""
     onsets = make_onsets(alphas=(0.0, 2.0), Bs=(4,), seeds=(0, 1))
     onsets.loc[onsets["alpha"] == 0.0, ["onset_step", "onset_lo", "onset_hi"]] = [[4000, 3000, 9000],
                                                                                   [5000, 4500, np.inf]]
     onsets.loc[onsets["censored"], ["onset_lo", "onset_hi"]] = [BUDGET, np.inf]
     tab = plots.phase_table(onsets, x="alpha", y="B")
-    assert tab["onset_lo"].tolist()[0] == 3000 and np.isinf(tab["onset_hi"].tolist()[0])
-    assert np.isnan(tab["onset_lo"].tolist()[1]) and bool(tab["censored"].tolist()[1])
+    assert tab["onset_step"].tolist()[0] == 4000  # Kaplan-Meier median of two: the smaller
+    assert tab["onset_lo"].tolist()[0] == 3000 and tab["onset_hi"].tolist()[0] == 9000
+    assert (tab["seed_lo"].tolist()[0], tab["seed_hi"].tolist()[0]) == (4000, 5000)
+    assert tab["onset_lo"].tolist()[1] == BUDGET and bool(tab["censored"].tolist()[1])
     (ax,) = data_axes(plots.phase_diagram(onsets, companions=False), "onset")
-    assert [t.get_text() for t in texts(ax, "onset-annotation")] == ["4.5k"]
-    assert [t.get_text() for t in texts(ax, "onset-interval")] == ["3k–∞"]
+    assert [t.get_text() for t in texts(ax, "onset-annotation")] == ["4k"]
+    assert [t.get_text() for t in texts(ax, "onset-interval")] == ["4k–5k"]
+    (ax,) = data_axes(plots.phase_diagram(onsets[onsets["seed"] == 1], companions=False), "onset")
+    assert [t.get_text() for t in texts(ax, "onset-annotation")] == ["5k"]
+    assert [t.get_text() for t in texts(ax, "onset-interval")] == ["4.5k–∞"]
     fig = plots.learning_curves(make_metrics(onsets), onsets, where={"alpha": 0.0, "seed": 1})
     (span,) = [p for ax in fig.axes for p in ax.patches if p.get_gid() == "onset-interval"]
     assert (span.get_x(), span.get_x() + span.get_width()) == pytest.approx((4500, BUDGET))
@@ -340,6 +354,12 @@ def test_learning_curves_one_panel_per_cell_marks_onsets():
         assert [ln.get_gid() for ln in curves] == ["curve:ic_acc", "curve:iw_acc", "curve:ic_ctx_acc",
                                                    "curve:induction_score"]
         assert min(np.min(ln.get_xdata()) for ln in curves) == 10  # step 0 left out on the log axis
+        # every accuracy's baselines, at their closed forms (L = 32, N = 8, K = 512)
+        p = np.arange(1, 513.0) ** -row.alpha
+        levels = {ln.get_gid(): ln.get_ydata()[0] for ln in ax.lines if (ln.get_gid() or "").startswith("baseline:")}
+        assert levels == pytest.approx({"baseline:ic_chance": 1 / 32, "baseline:ic_copy": 1 / 8,
+                                        "baseline:ctx_chance": 8 / 32,
+                                        "baseline:iw_majority": p[::32].sum() / p.sum()}, rel=1e-12)
         onset_lines = [ln for ln in ax.lines if ln.get_gid() == "onset-line"]
         spans = [p for p in ax.patches if p.get_gid() == "onset-interval"]
         notes = texts(ax, "censored-note")
@@ -386,6 +406,14 @@ def test_learning_curves_overlaid_by_hue():
     assert panels[0].get_ylim()[1] > 1.2 and max(panels[0].get_yticks()) == 1.0
     legend_texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend_texts[:5] == ["α = 0", "α = 0.5", "α = 1", "α = 1.5", "α = 2"]
+    # the IC panel's baselines are common to every alpha; an IW panel gets one majority level per alpha
+    ic_levels = {ln.get_ydata()[0] for ln in panels[0].lines if (ln.get_gid() or "").startswith("baseline:")}
+    assert ic_levels == {1 / 32, 1 / 8}
+    iw = plots.learning_curves(metrics, onsets, hue="alpha", measures=("iw_acc",))
+    (ax,) = [a for a in iw.axes if a.get_label() == "curves:iw_acc"]
+    majority = sorted(ln.get_ydata()[0] for ln in ax.lines if ln.get_gid() == "baseline:iw_majority")
+    p = np.arange(1, 513.0) ** -np.array(ALPHAS)[:, None]
+    assert majority == pytest.approx(sorted(p[:, ::32].sum(axis=1) / p.sum(axis=1)), rel=1e-12)
 
 
 def test_learning_curves_bad_selection_says_what_is_allowed():

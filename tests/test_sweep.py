@@ -1,6 +1,7 @@
 """Sweeps: chunking invariance, kill-and-resume, atomic files, Ray = local, zipfind.load round trip."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -117,7 +118,10 @@ def test_killed_sweep_resumes_to_identical_results(reference, tmp_path, when):
 
 
 def test_ray_executor_equals_local(reference, tmp_path):
-    pytest.importorskip("ray")
+    if os.environ.get("ZIPFIND_CI") or os.environ.get("CI"):
+        import ray  # noqa: F401  (CI installs the [ray] extra: a missing ray is a failure there, not a skip)
+    else:
+        pytest.importorskip("ray", reason="the [ray] extra is not installed (CI installs it and runs this test)")
     out = tmp_path / "run"
     run_sweep(parse_spec(SPEC), out, device="cpu", executor="ray", max_models=3)
     a, b = _metrics(reference), _metrics(out)

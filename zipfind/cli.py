@@ -287,21 +287,13 @@ def _run_with_onsets(run_dir: Path):
     return run
 
 
-def _best_model(fits: list[dict]) -> str:
-    """The fitted model with the lowest held-out error (ties: lower AIC)."""
-    import math
-
-    key = lambda r: (r["heldout_median_abs_log_err"] if math.isfinite(r["heldout_median_abs_log_err"]) else math.inf,
-                     r["aic"])
-    return min(fits, key=key)["model"]
-
-
 OutputOpt = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (.png, .pdf, .svg); "
                                                                            "default DIR/figures/NAME.png.")]
 
 
 def _phase_diagram(run_dir: Path, output: Optional[Path], x: str, y: str, model: Optional[str]) -> Path:
-    from .plots import phase_diagram, theory_grid
+    from .plots import phase_diagram
+    from .theory.choose import best_model, theory_grid
 
     run = _run_with_onsets(run_dir)
     for key, axis in (("--x", x), ("--y", y)):
@@ -313,7 +305,7 @@ def _phase_diagram(run_dir: Path, output: Optional[Path], x: str, y: str, model:
         names = [r["model"] for r in fits]
         if model is not None and model not in names:
             fail(f"--model: {model!r} is not allowed; one of the fitted models {', '.join(names)}, or none")
-        name = model or _best_model(fits)
+        name = model or best_model(fits)
         theory = theory_grid(run.onsets, name, fits, x=x, y=y)
     path = _figure_path(run_dir, output, "phase_diagram")
     _save(phase_diagram(run.onsets, x=x, y=y, theory=theory), path)

@@ -7,14 +7,21 @@ value and what is allowed (`SpecError.problems`).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import itertools
 import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+
+Readout = Literal["linear", "mlp"]
+"""Readout at the query position: a linear map, or Reddy's 3-layer MLP."""
+Optimizer = Literal["adam", "adamw", "sgd"]
+"""Optimizers of zipfind.optim (the one list: validation and the optimizer read it from here)."""
+ContextLaw = Literal["iid", "distinct"]
+"""How a bursty context's N/B slots are drawn: i.i.d. from p (the anchors' law) or without replacement."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class TaskConfig:
     B: int = 1  # burstiness: copies of each class in a bursty context (0: no bursty sequences)
     p_bursty: float = 0.9  # fraction of bursty sequences
     p_novel: float = 0.0  # fraction of sequences of fresh classes with random labels (Reddy's p_C)
-    context: Literal["iid", "distinct"] = "iid"  # bursty slots i.i.d. from p (the anchors' law) or distinct
+    context: ContextLaw = "iid"  # bursty slots i.i.d. from p (the anchors' law) or distinct
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class ModelConfig:
     d_model: int = 64
     layers: int = 2
     heads: int = 1
-    readout: Literal["linear", "mlp"] = "linear"
+    readout: Readout = "linear"
     mlp_hidden: int = 128  # width of the 3-layer MLP readout (Reddy's deep classifier)
     layernorm: bool = False
 
@@ -50,7 +57,7 @@ class TrainConfig:
     steps: int = 3000
     batch: int = 128
     lr: float = 3e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Optimizer = "adam"
     beta1: float = 0.9  # Adam beta1, or SGD momentum
     beta2: float = 0.999
     weight_decay: float = 0.0
@@ -73,11 +80,6 @@ class Cell:
     def params(self) -> dict[str, Any]:
         """Every task and training scalar of the cell (the cells table's columns)."""
         return {**asdict(self.task), **asdict(self.train)}
-
-    def key(self, spec_seed: int) -> int:
-        """A 63-bit seed from (spec seed, cell identity): independent of chunking and cell order."""
-        blob = json.dumps([spec_seed, sorted(self.params().items())], default=str)
-        return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "little") >> 1
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
 AXIS_KEYS = {**TASK_KEYS, **TRAIN_KEYS}
 SECTIONS = {"task": TASK_KEYS, "model": MODEL_KEYS, "train": TRAIN_KEYS}
 TOP_KEYS = {"name", "seed", "task", "model", "train", "grid", "cells"}
-CHOICES = {"readout": ("linear", "mlp"), "optimizer": ("adam", "adamw", "sgd"), "context": ("iid", "distinct")}
+CHOICES: dict[str, tuple[str, ...]] = {"readout": get_args(Readout), "optimizer": get_args(Optimizer),
+                                       "context": get_args(ContextLaw)}
 
 
 def _default(spec: Spec, key: str) -> Any:
@@ -162,7 +165,7 @@ def _coerce(value: Any, typ: str) -> Any:
 
 def _check_scalar(where: str, key: str, value: Any, typ: str, problems: list[str]) -> bool:
     tname = typ.split("[")[0]
-    base = "str" if tname == "Literal" else tname
+    base = "str" if tname == "Literal" or key in CHOICES else tname
     if not _type_ok(value, base):
         want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[base]
         problems.append(f"{where}{key}: {value!r} is not allowed; expected {want}")

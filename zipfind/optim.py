@@ -8,12 +8,12 @@ per-model Adam follow the same trajectory.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-OptimizerName = Literal["adam", "adamw", "sgd"]
+from .config import Optimizer as OptimizerName
 
 
 class StackedOptimizer:

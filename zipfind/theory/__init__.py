@@ -8,11 +8,13 @@ Imports without torch. Notebook API::
     predict_onset("M4", alpha=np.linspace(0, 2, 50), B=2, K=2048, N=8, params=report["M4"])
 """
 
-from . import fit, models, zipf
+from . import choose, fit, heldout, models, zipf
+from .choose import best_model, theory_grid
 from .fit import FitReport, ModelFit, OnsetData, fit_model, fit_models, onset_data, simulate_onsets
 from .models import MODELS, OnsetModel, get_model, predict_onset, resolve_params
 
 __all__ = [
     "zipf", "models", "fit", "MODELS", "OnsetModel", "get_model", "predict_onset", "resolve_params",
     "fit_models", "fit_model", "onset_data", "simulate_onsets", "FitReport", "ModelFit", "OnsetData",
+    "choose", "best_model", "theory_grid", "heldout",
 ]

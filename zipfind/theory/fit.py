@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
-from .heldout import assign_folds, error_summary, input_groups, lovo_splits
+from ..columns import ONSET_COLUMNS
+from .heldout import assign_folds, input_groups, lovo_splits, prediction_stats
 from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model, input_values
 
 __all__ = [
     "OnsetData", "ParamEstimate", "ModelFit", "FitReport", "onset_data", "censored_loglik", "fit_model",
-    "fit_models", "simulate_onsets", "assign_folds", "ONSET_ONLY_COLUMNS", "CAP_NATS", "PROFILE_DELTA",
+    "fit_models", "simulate_onsets", "assign_folds", "prediction_stats", "ONSET_ONLY_COLUMNS", "CAP_NATS",
+    "PROFILE_DELTA",
 ]
 
 Interval = Literal["profile", "bootstrap", "none"]
@@ -31,11 +33,7 @@ _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 CAP_NATS = 20.0  # predictions are capped at budget * e^20 so "never" stays a finite, flat penalty
 PROFILE_DELTA = 0.5 * 3.841458820694124  # chi2(1) 95% / 2
 SIGMA_BOUNDS = (1e-3, 10.0)
-ONSET_ONLY_COLUMNS = frozenset({
-    "onset_step", "onset_lo", "onset_hi", "censored", "budget", "estimator", "measure", "onset_threshold",
-    "onset_logistic", "onset_max_slope", "estimators_disagree", "final_ic_acc", "final_iw_acc",
-    "final_induction_score", "induction_step",
-})
+ONSET_ONLY_COLUMNS = frozenset(ONSET_COLUMNS)  # the onsets table's result columns (not model inputs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,7 +174,7 @@ class ModelFit:
     censored: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))  # [n]
 
     def _summary(self, pred: np.ndarray) -> tuple[float, float]:
-        return error_summary(pred, self.onset, self.censored, self.budget)
+        return prediction_stats(pred, self.onset, self.censored, self.budget)
 
     @property
     def heldout_grouped(self) -> tuple[float, float]:
@@ -189,7 +187,7 @@ class ModelFit:
         if not self.extrapolated:
             return np.nan, np.nan
         cat = lambda a: np.concatenate([a] * len(self.extrapolated))  # noqa: E731
-        return error_summary(np.concatenate(list(self.extrapolated.values())), cat(self.onset),
+        return prediction_stats(np.concatenate(list(self.extrapolated.values())), cat(self.onset),
                              cat(self.censored), cat(self.budget))
 
     @property
@@ -487,9 +485,10 @@ def _to_natural(p, u: float) -> float:
     return float(u)
 
 
+
+
 def _summaries(pred: np.ndarray, data: OnsetData) -> tuple[float, float]:
-    """(median |ln pred/obs| over observed cells, fraction of censored/uncensored calls that are right)."""
-    return error_summary(pred, data.onset, data.censored, data.budget)
+    return prediction_stats(pred, data.onset, data.censored, data.budget)
 
 
 def _fit_core(model: OnsetModel, data: OnsetData, n_starts: int, rng: np.random.Generator, censoring: Censoring,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .models import INPUT_NAMES, MODELS, get_model, input_values, resolve_params
 
-__all__ = ["input_groups", "assign_folds", "lovo_splits", "error_summary", "cell_axes", "validate"]
+__all__ = ["input_groups", "assign_folds", "lovo_splits", "prediction_stats", "cell_axes", "validate"]
 
 
 def input_groups(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -59,11 +59,11 @@ def lovo_splits(inputs: Mapping[str, np.ndarray], min_values: int = 3) -> dict[s
     return out
 
 
-def error_summary(pred: np.ndarray, onset: np.ndarray, censored: np.ndarray, budget: np.ndarray) -> tuple[float, float]:
-    """(median |ln pred/obs| over cells with an onset, fraction of censored/uncensored calls that are right).
-
-    A predicted "no onset" (inf) for an observed onset counts as an infinite error; cells without a prediction
-    (NaN: not held out) are skipped in both."""
+def prediction_stats(pred: np.ndarray, onset: np.ndarray, censored: np.ndarray, budget: np.ndarray) -> tuple[float, float]:
+    """How well predicted onsets t* [n] match observed ones: (median |ln t*/t| over uncensored cells, fraction of
+    cells whose censoring t* calls right, i.e. t* > budget iff censored). NaN in ``pred`` means no prediction was
+    made (a cell not held out, a skipped fold): left out of both; inf means no onset predicted (infinitely wrong
+    against an observed onset). The fits, the validation and the fit overlay all use this."""
     pred, onset = np.asarray(pred, dtype=float), np.asarray(onset, dtype=float)
     censored, budget = np.asarray(censored, dtype=bool), np.asarray(budget, dtype=float)
     ok = ~np.isnan(pred)
@@ -121,7 +121,7 @@ def validate(onsets: pd.DataFrame, fits: Any, models: Sequence[str] | None = Non
         frames.append(frame)
         for label in ["all", *sorted(set(axis))]:
             sel = np.ones(len(onsets), bool) if label == "all" else (axis == label).to_numpy()
-            med, acc = error_summary(pred[sel], onset[sel], censored[sel], budget[sel])
+            med, acc = prediction_stats(pred[sel], onset[sel], censored[sel], budget[sel])
             rows.append({"model": name, "axis": label, "n_cells": int(sel.sum()),
                          "n_observed": int((sel & ~censored).sum()), "median_abs_log_err": med,
                          "censor_accuracy": acc})
