@@ -1,5 +1,7 @@
 """Censored maximum-likelihood fits of onset models: Tobit likelihood on log onset, multistart, intervals, AIC/BIC,
-and out-of-sample errors (cell folds, grouped folds, leave-one-value-out; see theory/heldout.py).
+and out-of-sample errors (cell folds, grouped folds, leave-one-value-out; see theory/heldout.py). One module of
+~700 lines on purpose: the likelihood, the optimiser, the profile intervals and the held-out refits all work on
+one `_Problem`; the splits and error statistics live in heldout.py.
 
 Observation model: ln t_obs = ln t*(inputs; theta) + e, e ~ N(0, sigma^2). A cell that never showed an onset within
 its budget b contributes ln P(t_obs > b) (right-censoring); it is never dropped (unless censoring="drop" is asked
@@ -188,7 +190,7 @@ class ModelFit:
             return np.nan, np.nan
         cat = lambda a: np.concatenate([a] * len(self.extrapolated))  # noqa: E731
         return prediction_stats(np.concatenate(list(self.extrapolated.values())), cat(self.onset),
-                             cat(self.censored), cat(self.budget))
+                                cat(self.censored), cat(self.budget))
 
     @property
     def aic(self) -> float:

@@ -6,6 +6,7 @@ arguments and stays accurate (relative error < 1e-9) for K up to 1e6 and alpha i
 take the engine's context law (``context``: "iid", the anchors' law, or "distinct", see zipfind.data.sample);
 the "distinct" law's query-class law comes from successive-sampling inclusion probabilities, computed exactly
 (`successive_inclusion`) for K <= 65536. Derivations and the error of each large-K asymptotic: theory/zipf.md.
+Longer than most modules (~560 lines) because every statistic is written twice, exactly and numerically.
 """
 
 from __future__ import annotations
