@@ -57,6 +57,10 @@ def test_predict_defaults_and_grid():
     assert res.output.count("\n") >= 10  # 5 alphas x 2 Bs rows
     res = runner.invoke(make_app(), ["theory", "predict", "M6", "--alpha", "2", "--B", "2"])
     assert res.exit_code == 0 and "never" in res.output
+    res = runner.invoke(make_app(), ["theory", "predict", "M7", "--alpha", "2", "--B", "2", "--context", "distinct"])
+    assert res.exit_code == 0 and f"{predict_onset('M7', alpha=2.0, B=2, context='distinct'):.1f}" in res.output
+    res = runner.invoke(make_app(), ["theory", "predict", "M7", "--alpha", "2", "--B", "2", "--context", "uniq"])
+    assert res.exit_code == 2 and "context" in res.output
 
 
 def test_fit_writes_fits_and_predictions_and_predict_reads_them(run_dir):

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import zipf
 from .models import MODELS, predict_onset, resolve_params
 
 app = typer.Typer(help="Analytic onset-time models of induction-head formation (sympy).", no_args_is_help=True)
@@ -103,6 +104,7 @@ def predict(
     p_bursty: Annotated[str, typer.Option("--p-bursty", help="fraction of bursty sequences")] = "0.9",
     p_novel: Annotated[str, typer.Option("--p-novel", help="fraction of novel-class sequences")] = "0",
     lr: Annotated[str, typer.Option("--lr", help="learning rate")] = "0.003",
+    context: Annotated[str, typer.Option("--context", help="context law: iid or distinct")] = "iid",
     params: Annotated[
         Path | None, typer.Option("--params", help="fits.json of a run (the record of MODEL is used)")
     ] = None,
@@ -127,6 +129,8 @@ def predict(
     for key, (text, ok, allowed) in checks.items():
         if not np.all(ok(grid[key])):
             _fail(key, text, allowed)
+    if context not in zipf.CONTEXT_LAWS:
+        _fail("context", context, f"one of {', '.join(zipf.CONTEXT_LAWS)}")
     theta = None
     if params is not None:
         if not params.is_file():
@@ -140,7 +144,7 @@ def predict(
     rows = list(itertools.product(*(grid[k] for k in varying)))
     cols = {k: np.array([r[i] for r in rows]) for i, k in enumerate(varying)}
     fixed = {k: v[0] for k, v in grid.items() if k not in varying}
-    t_star = predict_onset(m, theta, **cols, **fixed)
+    t_star = predict_onset(m, theta, **cols, **fixed, context=context)
     table = Table(title=f"{m.name} predicted onset step" + (f" ({params})" if params else " (default parameters)"))
     for k in varying:
         table.add_column(k, justify="right")
