@@ -20,7 +20,7 @@ for r in json.load(open(sys.argv[1])):
           f"({100 * r['peak_fraction']:.1f}% of {r['peak_gflops']:.0f})  data {100 * r['data_share']:.1f}%  "
           f"{r['peak_mem_per_model_mb']:.2f} MB/model")
 PY
-  for spec in ${SWEEPS:-sims/reference_engine.toml sims/quick.toml}; do
+  for spec in ${SWEEPS:-sims/phase_diagram.toml sims/reference_engine.toml sims/validation.toml sims/quick.toml}; do
     name=$(basename "$spec" .toml)
     echo "== sweep $spec"; /usr/bin/time -f "wall %e s" python3 -m zipfind sweep "$spec" --device cuda \
         --out "$out/run_$name" || echo "sweep $spec failed"
