@@ -71,7 +71,7 @@ def test_context_statistics_match_the_engines_sampler(engine_stream, i):
     _mean_check(q[0::2] == q[1::2], float(z.query_collision_probability(*args, law)))
 
 
-def test_laws_differ_where_the_issue_measured_them(engine_stream):
+def test_laws_differ_where_the_issue_measured_them():
     """The two laws are far apart at alpha = 2 (P(query = top class) 0.61 vs 0.12 at B = 1): the statistics must
     say which law they describe."""
     w_iid = z.bursty_query_law(2.0, 2048, 8, 1, "iid")
