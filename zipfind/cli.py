@@ -57,6 +57,41 @@ def user_errors() -> Iterator[None]:
         fail(str(e))
 
 
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM during a sweep (a BaseException, so library code does not swallow it)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals(run_dir: Path) -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into one line and exit code 128 + signal. Every file is written to a temporary name and
+    renamed, and a chunk counts only once the manifest says so, so stopping anywhere leaves nothing half-written
+    visible; the lock is released on the way out."""
+    import signal
+
+    def handler(signum, frame):
+        raise _Stopped(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stopped as stop:
+        from .store import done_chunks, read_manifest
+
+        try:
+            m = read_manifest(run_dir)
+            done = f"{len(done_chunks(m))} of {len(m['chunks'])} chunks done"
+        except Exception:  # stopped before the manifest existed
+            done = "no chunk done"
+        typer.echo(f"stopped: {done}; run the same command to resume", err=True)
+        raise typer.Exit(code=128 + stop.signum) from None
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def _check_device(device: str) -> None:
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         fail(f"--device: {device!r} is not allowed; one of auto, cpu, cuda, cuda:N")
@@ -101,7 +136,9 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
 
             def progress(event: str, f: dict) -> None:
                 nonlocal n_done
-                if event == "start":
+                if event == "retrain":
+                    console.print(f"retraining chunk {f['chunk']}: " + "; ".join(f["problems"]))
+                elif event == "start":
                     n_done = f["done"]
                     bar.update(chunks, total=f["chunks"], completed=n_done)
                 elif event == "chunk_start":
@@ -112,8 +149,9 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
                     n_done += 1
                     bar.update(chunks, completed=n_done)
 
-            summary = run_sweep(spec, target, device=device, executor=executor, max_models=max_models,
-                                force=force, ray_address=ray_address, progress=progress)
+            with _stop_on_signals(target):
+                summary = run_sweep(spec, target, device=device, executor=executor, max_models=max_models,
+                                    force=force, ray_address=ray_address, progress=progress)
     _print_onsets(summary.onsets, f"{spec.name}: onsets ({summary.onsets.measure.iloc[0] if len(summary.onsets) else ''})")
     out.print(f"{summary.n_cells} cells in {summary.n_chunks} chunks ({summary.ran_chunks} trained, "
               f"{summary.skipped_chunks} already done) in {summary.wall_s:.1f} s -> {summary.run_dir}")
@@ -154,7 +192,16 @@ def status(run_dir: RunDir) -> None:
     """Cells and chunks done, censored cells, wall time."""
     from .store import done_chunks, load
 
+    from .store import read_manifest, verify_chunks
+
     with user_errors():
+        bad = verify_chunks(run_dir, read_manifest(run_dir)) if run_dir.is_dir() else {}
+        if bad:  # list every bad file, then say what to do (exit 2: the directory cannot be read as is)
+            for problems in bad.values():
+                for problem in problems:
+                    console.print(f"bad file: {problem}")
+            fail(f"run directory: {len(bad)} chunk(s) have missing or corrupted files; rerun `zipfind sweep` with "
+                 f"--out {run_dir} to retrain exactly those")
         run = load(run_dir)
     m = run.manifest
     done = done_chunks(m)
@@ -162,6 +209,8 @@ def status(run_dir: RunDir) -> None:
     t = Table(title=f"{run.spec.name} ({run_dir})", show_header=False)
     t.add_row("cells done", f"{n_done} / {m['n_cells']}")
     t.add_row("chunks done", f"{len(done)} / {len(m['chunks'])}")
+    t.add_row("files", f"{sum(len(c.get('files', {})) for c in m['chunks'])} verified (size and sha256)"
+              if m.get("schema", 1) >= 2 else "not checksummed (schema 1 directory)")
     t.add_row("device", str(m.get("device")))
     t.add_row("wall time", f"{sum(c.get('wall_s', 0) for c in m['chunks']):.1f} s")
     diverged = {k: v for c in m["chunks"] for k, v in c.get("diverged", {}).items()}
@@ -169,6 +218,21 @@ def status(run_dir: RunDir) -> None:
     if run.onsets is not None:
         t.add_row("censored cells", f"{int(run.onsets.censored.sum())} / {len(run.onsets)}")
     out.print(t)
+
+
+@app.command()
+def repair(run_dir: RunDir) -> None:
+    """Rebuild a missing or corrupted manifest from spec.toml and the chunk files that verify; chunks that do not
+    are removed and retrained by the next `zipfind sweep`."""
+    from .sweep import repair as repair_run
+
+    if not run_dir.is_dir():
+        fail(f"run directory: {str(run_dir)!r} does not exist")
+    with user_errors():
+        m = repair_run(run_dir)
+    done = sum(c["status"] == "done" for c in m["chunks"])
+    out.print(f"repaired {run_dir}/manifest.json: {done} chunk(s) kept, {len(m['chunks']) - done} to train; "
+              "run `zipfind sweep` with the same spec and --out to finish")
 
 
 @app.command()

@@ -12,16 +12,19 @@ This module does not import torch, so `zipfind.load` works in a notebook without
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import platform
+import socket
 import tempfile
 import time
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,7 +34,60 @@ from .config import Spec, dump_toml, parse_spec
 
 
 class RunError(ValueError):
-    """A run directory that cannot be used as asked (missing, or holding another spec)."""
+    """A run directory that cannot be used as asked (missing, locked, corrupted, or holding another spec)."""
+
+
+SCHEMA = 2  # run-directory layout; 1: zipfind 0.1 (no schema key, no checksums), 2: checksums, lock, schema key
+LOCK = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold DIR/.lock (pid, host, start time) while writing a run directory: one writer at a time.
+
+    A lock left by a dead process on this host is taken over; a live holder, or one on another host (whose
+    liveness cannot be checked), makes this raise RunError naming it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            same_host = holder.get("host") == me["host"]
+            if same_host and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+                path.unlink(missing_ok=True)  # stale: its writer died; take it over
+                continue
+            where = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+            hint = ("wait for it or stop it" if same_host else
+                    f"if no sweep runs there any more, delete {str(path)!r}")
+            raise RunError(f"out: {str(run_dir)!r} is being written by {where}; {hint}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        break
+    try:
+        yield
+    finally:
+        try:
+            if json.loads(path.read_text()).get("pid") == me["pid"]:
+                path.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -111,7 +167,55 @@ def resume_spec(run_dir: Path, spec: Spec) -> Spec:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "manifest.json").read_text())
+    """The manifest; RunError (one line, what to do) when it is missing, unreadable or of a newer schema."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise RunError(f"run directory: {str(run_dir)!r} has no manifest.json; `zipfind repair {run_dir}` rebuilds "
+                       "it from spec.toml and the chunk files")
+    try:
+        manifest = json.loads(path.read_text())
+        assert isinstance(manifest, dict) and isinstance(manifest["chunks"], list)
+    except (ValueError, KeyError, AssertionError, UnicodeDecodeError):
+        raise RunError(f"run directory: {str(path)!r} is corrupted; `zipfind repair {run_dir}` rebuilds it from "
+                       "spec.toml and the chunk files that verify") from None
+    schema = manifest.get("schema", 1)
+    if schema > SCHEMA:
+        raise RunError(f"run directory: {str(run_dir)!r} has schema {schema}; this zipfind ({__version__}) reads "
+                       f"schemas up to {SCHEMA}: upgrade zipfind")
+    return manifest
+
+
+def _digest(data: bytes) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def verify_chunks(run_dir: Path, manifest: dict[str, Any]) -> dict[int, list[str]]:
+    """chunk -> problems ("metrics/chunk-0001.parquet: missing" / "... corrupted (100 of 5123 bytes)") for every
+    committed chunk whose files do not match the size and sha256 the manifest recorded (schema >= 2)."""
+    bad: dict[int, list[str]] = {}
+    for c in manifest["chunks"]:
+        if c["status"] != "done":
+            continue
+        for rel, want in c.get("files", {}).items():
+            path = Path(run_dir) / rel
+            if not path.is_file():
+                bad.setdefault(c["chunk"], []).append(f"{rel}: missing")
+                continue
+            got = _digest(path.read_bytes())
+            if got != want:
+                bad.setdefault(c["chunk"], []).append(
+                    f"{rel}: corrupted ({got['bytes']} of {want['bytes']} bytes, checksum differs)")
+    return bad
+
+
+def check_chunks(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """RunError naming the first bad chunk file and what to do, if any committed chunk fails verification."""
+    bad = verify_chunks(run_dir, manifest)
+    if bad:
+        first = next(iter(bad.values()))[0]
+        n = sum(len(v) for v in bad.values())
+        raise RunError(f"run directory: {first}" + (f" (and {n - 1} more)" if n > 1 else "")
+                       + f"; rerun `zipfind sweep` on {str(run_dir)!r} to retrain the affected chunks")
 
 
 def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[str, Any], force: bool) -> dict[str, Any]:
@@ -137,12 +241,12 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
         stale = [*(run_dir / "metrics").glob("chunk-*"), *(run_dir / "fits").glob("*"), run_dir / "onsets.parquet"]
         for p in stale:
             p.unlink(missing_ok=True)
-    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+    elif run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()) and not force:
         raise RunError(f"out: {str(run_dir)!r} exists and is not a zipfind run directory; use another --out, "
                        "or --force to write into it")
     atomic_write(run_dir / "spec.toml", spec_text)
     manifest = {
-        "spec_name": spec.name, "zipfind": __version__, "python": platform.python_version(),
+        "schema": SCHEMA, "spec_name": spec.name, "zipfind": __version__, "python": platform.python_version(),
         "platform": platform.platform(), **meta,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": 0, "n_cells": len(spec.expand()),
         "chunks": [{"chunk": i, "cells": c, "status": "pending"} for i, c in enumerate(chunks)],
@@ -153,12 +257,19 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
 
 def save_chunk(run_dir: Path, manifest: dict[str, Any], chunk: int, metrics: pd.DataFrame,
                ic_correct: dict[int, np.ndarray], info: dict[str, Any]) -> None:
-    """Write a finished chunk's files, then mark it done in the manifest (the commit point of a chunk)."""
-    write_parquet(metrics, chunk_path(run_dir, chunk, "parquet"))
+    """Write a finished chunk's files, then mark it done in the manifest with their sizes and checksums (the
+    commit point of a chunk)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{f"cell_{c}": v for c, v in ic_correct.items()})
-    atomic_write(chunk_path(run_dir, chunk, "npz"), buf.getvalue())
-    manifest["chunks"][chunk].update(status="done", **info)
+    metrics.to_parquet(buf, index=False)
+    npz = io.BytesIO()
+    np.savez_compressed(npz, **{f"cell_{c}": v for c, v in ic_correct.items()})
+    files = {}
+    for ext, data in (("parquet", buf.getvalue()), ("npz", npz.getvalue())):
+        path = chunk_path(run_dir, chunk, ext)
+        atomic_write(path, data)
+        files[str(path.relative_to(run_dir))] = _digest(data)
+    manifest["chunks"][chunk].update(status="done", files=files, **info)
+    manifest["schema"] = SCHEMA
     write_json(manifest, Path(run_dir) / "manifest.json")
 
 
@@ -180,7 +291,7 @@ class Run:
     def ic_correct(self) -> dict[int, np.ndarray]:
         """cell -> per-probe IC correctness [n_checkpoints, n_probe], for bootstrap intervals."""
         out: dict[int, np.ndarray] = {}
-        for f in sorted((self.path / "metrics").glob("chunk-*.npz")):
+        for f in (chunk_path(self.path, c, "npz") for c in sorted(done_chunks(self.manifest))):
             with np.load(f) as z:
                 out.update({int(k.split("_")[1]): z[k] for k in z.files})
         return out
@@ -196,8 +307,11 @@ class Run:
         return pd.read_parquet(p) if p.is_file() else None
 
 
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    files = sorted((Path(run_dir) / "metrics").glob("chunk-*.parquet"))
+def read_metrics(run_dir: Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The committed chunks' metrics (a chunk still being written is not visible), verified first."""
+    manifest = read_manifest(run_dir) if manifest is None else manifest
+    check_chunks(run_dir, manifest)
+    files = [chunk_path(run_dir, c, "parquet") for c in sorted(done_chunks(manifest))]
     if not files:
         return pd.DataFrame({"cell": pd.Series(dtype=int), "step": pd.Series(dtype=int),
                              "measure": pd.Series(dtype=str), "value": pd.Series(dtype=float)})
@@ -209,14 +323,15 @@ def load(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run directory: {str(run_dir)!r} does not exist")
-    if not (run_dir / "manifest.json").is_file():
+    if not (run_dir / "manifest.json").is_file() and not (run_dir / "spec.toml").is_file():
         raise RunError(f"run directory: {str(run_dir)!r} has no manifest.json; give a directory made by "
                        "`zipfind sweep`")
     spec = read_spec(run_dir)
     cells = cells_table(spec)
     onsets = read_onsets(run_dir, cells)
-    return Run(path=run_dir, spec=spec, manifest=read_manifest(run_dir), cells=cells,
-               metrics=read_metrics(run_dir), onsets=onsets)
+    manifest = read_manifest(run_dir)
+    return Run(path=run_dir, spec=spec, manifest=manifest, cells=cells, metrics=read_metrics(run_dir, manifest),
+               onsets=onsets)
 
 
 def read_onsets(run_dir: Path, cells: pd.DataFrame | None = None) -> pd.DataFrame | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -25,7 +26,7 @@ from .onset import EstimatorName, onsets_table
 from .train import chunk_key, resolve_device, train_chunk
 
 Executor = Literal["local", "ray"]
-Progress = Callable[[str, dict[str, Any]], None]  # (event, fields): start, chunk_start, step, chunk_done
+Progress = Callable[[str, dict[str, Any]], None]  # (event, fields): retrain, start, chunk_start, step, chunk_done
 
 
 def plan_chunks(cells: Sequence[Cell], model: ModelConfig, max_models: int) -> list[list[int]]:
@@ -92,14 +93,23 @@ def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Ex
     dev = resolve_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise store.RunError("device: 'cuda' is not available on this machine; use --device cpu or auto")
+    with store.run_lock(out):
+        return _locked_sweep(spec, out, t0, dev, executor, max_models, force, ray_address, cpus_per_task,
+                             progress or (lambda event, fields: None))
+
+
+def _locked_sweep(spec, out, t0, dev, executor, max_models, force, ray_address, cpus_per_task, emit) -> SweepSummary:
     spec = store.resume_spec(out, spec)
     cells = spec.expand()
     mm = max_models or default_max_models(cells, spec.model, dev)
     meta = {"device": str(dev), "torch": torch.__version__, "executor": executor}
     manifest = store.prepare_run(out, spec, plan_chunks(cells, spec.model, mm), meta, force)
     chunks = [c["cells"] for c in manifest["chunks"]]
+    bad = store.verify_chunks(out, manifest)
+    for i, problems in bad.items():  # committed chunks whose files no longer verify: retrain exactly those
+        manifest["chunks"][i]["status"] = "pending"
+        emit("retrain", {"chunk": i, "problems": problems})
     todo = [i for i in range(len(chunks)) if i not in store.done_chunks(manifest)]
-    emit = progress or (lambda event, fields: None)
     emit("start", {"chunks": len(chunks), "done": len(chunks) - len(todo)})
     lock = threading.Lock()
 
@@ -175,3 +185,49 @@ def compute_onsets(run_dir: str | Path, measure: str = "ic_acc", estimator: Esti
     if write:
         store.write_parquet(table, Path(run_dir) / "onsets.parquet")
     return table
+
+
+def repair(run_dir: str | Path, max_models: int = 64) -> dict[str, Any]:
+    """Rebuild a missing or corrupted manifest from spec.toml and the chunk files that verify (readable, every
+    cell's record complete): those become committed chunks (renumbered from 0), the rest of the grid is planned
+    into pending chunks, and chunk files that do not verify are removed. Returns the new manifest."""
+    run_dir = Path(run_dir)
+    with store.run_lock(run_dir):
+        spec = store.read_spec(run_dir)
+        cells = spec.expand()
+        found: list[tuple[Path, Path, list[int]]] = []
+        for pq in sorted((run_dir / "metrics").glob("chunk-*.parquet")):
+            npz = pq.with_suffix(".npz")
+            try:
+                df = pd.read_parquet(pq)
+                with np.load(npz) as z:
+                    keys = sorted(int(k.split("_")[1]) for k in z.files)
+                members = sorted(int(c) for c in df["cell"].unique())
+                complete = all(0 <= c < len(cells) and df.loc[df.cell == c, "step"].max() == cells[c].train.steps
+                               for c in members)
+            except Exception:  # unreadable: not a chunk that verifies
+                members, keys, complete = [], [None], False
+            if complete and members == keys:
+                found.append((pq, npz, members))
+            else:
+                pq.unlink(missing_ok=True)
+                npz.unlink(missing_ok=True)
+        claimed = {c for _, _, m in found for c in m}
+        rest = [c for c in cells if c.index not in claimed]
+        chunks: list[dict[str, Any]] = []
+        for i, (pq, npz, members) in enumerate(found):
+            files = {}
+            for src, ext in ((pq, "parquet"), (npz, "npz")):
+                dst = store.chunk_path(run_dir, i, ext)
+                if src != dst:
+                    os.replace(src, dst)
+                files[str(dst.relative_to(run_dir))] = store._digest(dst.read_bytes())
+            chunks.append({"chunk": i, "cells": members, "status": "done", "files": files, "repaired": True})
+        for group in plan_chunks(rest, spec.model, max_models):
+            chunks.append({"chunk": len(chunks), "cells": group, "status": "pending"})
+        manifest = {"schema": store.SCHEMA, "spec_name": spec.name, "zipfind": store.__version__,
+                    "repaired": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": 0, "n_cells": len(cells),
+                    "chunks": chunks}
+        store.write_json(manifest, run_dir / "manifest.json")
+    return manifest
+
