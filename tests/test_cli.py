@@ -28,7 +28,7 @@ BAD = [  # (spec text appended or replacing, expected fragment)
     ("[grid]\nalpha = [-0.5, 1.0]", "alpha: -0.5 is not allowed; the Zipf exponent must be >= 0"),
     ("[grid]\nB = [3]", "B: 3 is not allowed; B must divide N = 4"),
     ("[grid]\nB = [-1]", "B: -1 is not allowed"),
-    ("[grid]\nK = [4]", "K: 4 is not allowed; need K >= L = 8"),
+    ("[grid]\nK = [4]", "K: 4 is not allowed; need K >= max(L, N) = 8"),
     ("[grid]\np_bursty = [1.5]", "p_bursty: 1.5 is not allowed; a probability must lie in [0, 1]"),
     ("[grid]\np_novel = [-0.1]", "p_novel: -0.1 is not allowed; a probability must lie in [0, 1]"),
     ("[grid]\nsteps = [0]", "steps: 0 is not allowed; must be > 0"),

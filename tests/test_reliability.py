@@ -179,3 +179,100 @@ def test_signals_stop_with_one_line_and_nothing_half_written(reference, tmp_path
     summary = run_sweep(parse_spec(SPEC), out, device="cpu")
     assert summary.ran_chunks == 2
     np.testing.assert_allclose(_metrics(reference).value, _metrics(out).value, rtol=1e-5, atol=1e-6)
+
+
+def test_memory_is_checked_before_anything_is_allocated(tmp_path, monkeypatch):
+    """K = 2e8 (a 50 GB class table) and an oversized chunk are refused with what to change, before any tensor
+    or file is made."""
+    import zipfind.sweep as sw
+
+    monkeypatch.setattr(sw, "train_chunk", lambda *a, **k: pytest.fail("training started"))
+    out = tmp_path / "run"
+    big = parse_spec(dict(SPEC, task=dict(SPEC["task"], K=200_000_000), grid={}))
+    with pytest.raises(RunError, match=r"cell 0: one model needs about .* GB \(K = 200000000.*reduce K"):
+        run_sweep(big, out, device="cpu")
+    assert not out.exists()
+    monkeypatch.setattr(sw, "available_bytes", lambda device: 3 * sw.model_bytes(parse_spec(SPEC).expand()[0],
+                                                                                 parse_spec(SPEC).model))
+    with pytest.raises(RunError, match="--max-models: a chunk of 6 models needs .*use --max-models 3 or fewer"):
+        run_sweep(parse_spec(SPEC), out, device="cpu", max_models=6)
+    assert not out.exists()
+
+
+def test_a_huge_grid_is_refused_at_once_unless_asked_for(tmp_path):
+    from zipfind.config import SpecError
+
+    raw = dict(SPEC, grid={"alpha": [i / 100 for i in range(100)], "lr": [1e-3 * (i + 1) for i in range(40)],
+                           "seed": list(range(30))})
+    t0 = time.perf_counter()
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    assert time.perf_counter() - t0 < 5  # counted, not expanded (a loose bound: the expansion takes minutes)
+    assert err.value.problems == ["grid: 120,000 cells is over the limit of 100,000; shrink the grid, or pass --yes "
+                                  "to plan and run it anyway"]
+    with pytest.raises(SpecError, match="2 cells is over the limit of 1"):
+        parse_spec(dict(raw, grid={"alpha": [0.0, 1.0]}), cell_limit=1)
+
+
+BAD = [  # (override merged into a valid spec, or raw TOML text; extra CLI args; fragment of the one error line)
+    ({"task": {"K": -5}}, [], "K: -5 is not allowed"),
+    ({"task": {"alpha": -1.0}}, [], "alpha: -1.0 is not allowed"),
+    ({"task": {"B": 3}}, [], "B must divide N = 8"),
+    ({"task": {"N": 0}}, [], "N: 0 is not allowed"),
+    ({"task": {"L": 1}}, [], "L: 1 is not allowed"),
+    ({"task": {"p_bursty": 1.5}}, [], "p_bursty: 1.5 is not allowed"),
+    ({"task": {"p_novel": -0.1}}, [], "p_novel: -0.1 is not allowed"),
+    ({"task": {"eps": -0.1}}, [], "eps: -0.1 is not allowed"),
+    ({"task": {"context": "uniq"}}, [], "context: 'uniq' is not allowed; one of iid, distinct"),
+    ({"task": {"KK": 5}}, [], "task.KK: unknown key (did you mean 'K'?)"),
+    ({"task": {"K": "many"}}, [], "task.K: 'many' is not allowed; expected an integer"),
+    ({"train": {"lr": 0.0}}, [], "lr: 0.0 is not allowed"),
+    ({"train": {"steps": 0}}, [], "steps: 0 is not allowed"),
+    ({"train": {"batch": -1}}, [], "batch: -1 is not allowed"),
+    ({"train": {"optimizer": "adagrad"}}, [], "optimizer: 'adagrad' is not allowed"),
+    ({"train": {"eval_every": 100000}}, [], "eval_every: 100000 is not allowed"),
+    ({"train": {"beta1": 1.0}}, [], "beta1: 1.0 is not allowed"),
+    ({"model": {"readout": "conv"}}, [], "readout: 'conv' is not allowed"),
+    ({"model": {"heads": 3}}, [], "heads: 3 is not allowed; must divide d_model"),
+    ({"model": {"layers": 0}}, [], "layers: 0 is not allowed"),
+    ({"grid": {"alpha": []}}, [], "grid.alpha: [] is not allowed"),
+    ({"grid": {"alpha": [1.0, 1.0]}}, [], "axis values must be distinct"),
+    ({"grid": {"beta": [1]}}, [], "grid.beta: unknown axis"),
+    ({"grid": {"alpha": 1.0}}, [], "expected a list of values"),
+    ({"cells": [{"foo": 1}]}, [], "cells[0].foo: unknown key"),
+    ({"colour": "red"}, [], "colour: unknown top-level key"),
+    ({"seed": "x"}, [], "seed: 'x' is not allowed; expected an integer"),
+    ("[task\nK = 1\n", [], "is not valid TOML"),
+    ({}, ["--device", "tpu"], "--device: 'tpu' is not allowed"),
+    ({}, ["--executor", "dask"], "--executor: 'dask' is not allowed; one of local, ray"),
+    ({}, ["--max-models", "0"], "--max-models: 0 is not allowed"),
+    ({}, ["--out", "NOTDIR"], "exists and is not a zipfind run directory"),
+]
+BASE = {"name": "t", "task": {"K": 64, "N": 8, "L": 32, "D": 7}, "model": {"d_model": 8},
+        "train": {"steps": 8, "batch": 4, "eval_every": 4, "n_probe": 8}}
+
+
+@pytest.mark.parametrize("text,args,fragment", BAD, ids=[b[2][:40] for b in BAD])
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, text, args, fragment):  # noqa: C901
+    """Each bad spec or flag: exit 2, one line naming the key, the value and what is allowed, no traceback, and
+    nothing written or lost."""
+    spec = tmp_path / "s.toml"
+    if isinstance(text, str):
+        spec.write_text(text)
+    else:
+        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+        for k, v in text.items():
+            raw[k] = {**raw[k], **v} if isinstance(v, dict) and k in raw else v
+        spec.write_text(dump_toml(raw))
+    notdir = tmp_path / "notarun"
+    notdir.mkdir()
+    (notdir / "precious.txt").write_text("keep me")
+    out = tmp_path / "run"
+    args = [str(notdir) if a == "NOTDIR" else a for a in args]
+    res = runner.invoke(app, ["sweep", str(spec), *(["--out", str(out)] if "--out" not in args else []), *args])
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], res.output
+    assert "Traceback" not in res.output
+    assert not out.exists() and (notdir / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in notdir.iterdir()) == ["precious.txt"]

@@ -115,8 +115,8 @@ def _print_onsets(onsets, title: str) -> None:
 
 
 def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str, max_models: Optional[int],
-           force: bool, ray_address: Optional[str]):
-    from .config import load_spec
+           force: bool, ray_address: Optional[str], yes: bool = False):
+    from .config import CELL_LIMIT, load_spec
     from .sweep import run_sweep
 
     _check_device(device)
@@ -125,7 +125,7 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
     if max_models is not None and max_models < 1:
         fail(f"--max-models: {max_models} is not allowed; must be >= 1")
     with user_errors():
-        spec = load_spec(spec_path)
+        spec = load_spec(spec_path, cell_limit=None if yes else CELL_LIMIT)
         target = out_dir or Path("runs") / spec.name
         cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TimeRemainingColumn()]
@@ -136,7 +136,11 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
 
             def progress(event: str, f: dict) -> None:
                 nonlocal n_done
-                if event == "retrain":
+                if event == "plan":
+                    console.print(f"plan: {f['cells']:,} cells in {f['chunks']:,} chunks of up to {f['max_models']} "
+                                  f"models; about {f['chunk_bytes'] / 2**30:.2f} GB per chunk at most, "
+                                  f"{f['free_bytes'] / 2**30:.1f} GB free")
+                elif event == "retrain":
                     console.print(f"retraining chunk {f['chunk']}: " + "; ".join(f["problems"]))
                 elif event == "start":
                     n_done = f["done"]
@@ -169,9 +173,11 @@ def sweep(
     force: Annotated[bool, typer.Option(help="Discard a run of a different spec in --out.")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a "
                                                              "local one).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Run a spec with more cells than the limit "
+                                                    "(zipfind.config.CELL_LIMIT).")] = False,
 ) -> None:
     """Train every cell of a spec's grid, chunk by chunk, resumably; then write the onsets table."""
-    _sweep(spec, out_dir, device, executor, max_models, force, ray_address)
+    _sweep(spec, out_dir, device, executor, max_models, force, ray_address, yes)
 
 
 @app.command()

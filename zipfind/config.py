@@ -177,8 +177,12 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
     """Range checks on one resolved cell (or the base config)."""
     p: list[str] = []
 
-    def bad(key, value, allowed):
-        p.append(f"{where}{key}: {value!r} is not allowed; {allowed}")
+    reported: set[str] = set()
+
+    def bad(key, value, allowed):  # one line per key: its first violated rule
+        if key not in reported:
+            reported.add(key)
+            p.append(f"{where}{key}: {value!r} is not allowed; {allowed}")
 
     if task.alpha < 0 or not math.isfinite(task.alpha):
         bad("alpha", task.alpha, "the Zipf exponent must be >= 0")
@@ -191,10 +195,9 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
         bad("B", task.B, f"B must divide N = {task.N}: one of 0, {', '.join(map(str, divisors))}")
     if task.L < 2:
         bad("L", task.L, "need at least 2 labels")
-    if task.K < task.L:
-        bad("K", task.K, f"need K >= L = {task.L} so every label has a class")
-    if task.K < task.N:
-        bad("K", task.K, f"need K >= N = {task.N} distinct classes for a bursty context")
+    if task.K < max(task.L, task.N):
+        bad("K", task.K, f"need K >= max(L, N) = {max(task.L, task.N)}: every label needs a class, and a "
+                         "context of N distinct classes must exist")
     if task.L < task.N:
         bad("L", task.L, f"need L >= N = {task.N} so novel contexts get distinct labels")
     if task.D < 1:
@@ -211,7 +214,7 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
         bad("batch", train.batch, "must be > 0")
     if train.eval_every <= 0:
         bad("eval_every", train.eval_every, "must be > 0")
-    elif train.eval_every > train.steps:
+    elif train.eval_every > train.steps > 0:
         bad("eval_every", train.eval_every, f"must be <= steps = {train.steps}")
     if train.n_probe <= 0:
         bad("n_probe", train.n_probe, "must be > 0")
@@ -238,8 +241,14 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
     return p
 
 
-def parse_spec(raw: dict[str, Any], name: str = "spec") -> Spec:
-    """Validate a spec dict (as read from TOML) and resolve it; raises SpecError listing every problem."""
+CELL_LIMIT = 100_000  # a spec with more cells is refused unless the caller lifts the limit (`zipfind sweep --yes`)
+
+
+def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None = CELL_LIMIT) -> Spec:
+    """Validate a spec dict (as read from TOML) and resolve it; raises SpecError listing every problem.
+
+    The number of cells is counted before the grid is expanded, so a huge grid is refused at once (above
+    cell_limit; None: no limit)."""
     problems: list[str] = []
     for k in raw:
         if k not in TOP_KEYS:
@@ -305,6 +314,10 @@ def parse_spec(raw: dict[str, Any], name: str = "spec") -> Spec:
                 good[k] = _coerce(v, AXIS_KEYS[k])
         cells.append(good)
 
+    n_cells = math.prod(len(v) for _, v in grid) * (1 if grid else 0) + len(cells) or 1
+    if cell_limit is not None and n_cells > cell_limit:
+        problems.append(f"grid: {n_cells:,} cells is over the limit of {cell_limit:,}; shrink the grid, or pass "
+                        "--yes to plan and run it anyway")
     if problems:
         raise SpecError(problems)
     axes = tuple(dict.fromkeys([k for k, _ in grid] + [k for c in cells for k in c]))
@@ -325,8 +338,8 @@ def parse_spec(raw: dict[str, Any], name: str = "spec") -> Spec:
     return spec
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a TOML spec file."""
+def load_spec(path: str | Path, cell_limit: int | None = CELL_LIMIT) -> Spec:
+    """Read and validate a TOML spec file (see parse_spec for cell_limit)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError([f"spec: {str(path)!r} does not exist; give the path of a TOML spec file"])
@@ -334,7 +347,7 @@ def load_spec(path: str | Path) -> Spec:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise SpecError([f"spec: {str(path)!r} is not valid TOML ({e})"]) from None
-    return parse_spec(raw, name=path.stem)
+    return parse_spec(raw, name=path.stem, cell_limit=cell_limit)
 
 
 def dump_toml(d: dict[str, Any]) -> str:

@@ -152,7 +152,7 @@ def read_spec(run_dir: Path) -> Spec:
     raw = tomllib.loads(path.read_text())
     if _is_legacy(raw):
         raw.setdefault("task", {})["context"] = LEGACY_CONTEXT
-    return parse_spec(raw)
+    return parse_spec(raw, cell_limit=None)
 
 
 def resume_spec(run_dir: Path, spec: Spec) -> Spec:

@@ -26,7 +26,7 @@ from .onset import EstimatorName, onsets_table
 from .train import chunk_key, resolve_device, train_chunk
 
 Executor = Literal["local", "ray"]
-Progress = Callable[[str, dict[str, Any]], None]  # (event, fields): retrain, start, chunk_start, step, chunk_done
+Progress = Callable[[str, dict[str, Any]], None]  # (event, fields): plan, retrain, start, chunk_start, step, chunk_done
 
 
 def plan_chunks(cells: Sequence[Cell], model: ModelConfig, max_models: int) -> list[list[int]]:
@@ -93,15 +93,45 @@ def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Ex
     dev = resolve_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise store.RunError("device: 'cuda' is not available on this machine; use --device cpu or auto")
-    with store.run_lock(out):
-        return _locked_sweep(spec, out, t0, dev, executor, max_models, force, ray_address, cpus_per_task,
-                             progress or (lambda event, fields: None))
-
-
-def _locked_sweep(spec, out, t0, dev, executor, max_models, force, ray_address, cpus_per_task, emit) -> SweepSummary:
+    emit = progress or (lambda event, fields: None)
     spec = store.resume_spec(out, spec)
     cells = spec.expand()
     mm = max_models or default_max_models(cells, spec.model, dev)
+    emit("plan", check_resources(cells, plan_chunks(cells, spec.model, mm), spec.model, dev))  # before any write
+    with store.run_lock(out):
+        return _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, cpus_per_task, emit)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory of the training device (host RAM for a CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_resources(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], model: ModelConfig,
+                    device: torch.device) -> dict[str, Any]:
+    """The plan's memory, estimated before anything is allocated (model_bytes, an upper bound); RunError naming
+    what does not fit, how much it needs and what to change. Returns the plan's numbers."""
+    free = available_bytes(device)
+    gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
+    worst = max(cells, key=lambda c: model_bytes(c, model))
+    one = model_bytes(worst, model)
+    if one > free:
+        t, r = worst.task, worst.train
+        raise store.RunError(
+            f"cell {worst.index}: one model needs about {gb(one)} (K = {t.K}, batch = {r.batch}, n_probe = "
+            f"{r.n_probe}) but {device} has {gb(free)} free; reduce K, batch or n_probe")
+    need = max(sum(model_bytes(cells[i], model) for i in ch) for ch in chunks)
+    if need > free:
+        fit = max(1, int(free // one))
+        raise store.RunError(f"--max-models: a chunk of {max(len(c) for c in chunks)} models needs about {gb(need)} "
+                             f"but {device} has {gb(free)} free; use --max-models {fit} or fewer")
+    return {"cells": len(cells), "chunks": len(chunks), "max_models": max(len(c) for c in chunks),
+            "chunk_bytes": need, "free_bytes": free}
+
+
+def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, cpus_per_task, emit) -> SweepSummary:
     meta = {"device": str(dev), "torch": torch.__version__, "executor": executor}
     manifest = store.prepare_run(out, spec, plan_chunks(cells, spec.model, mm), meta, force)
     chunks = [c["cells"] for c in manifest["chunks"]]
