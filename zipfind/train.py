@@ -1,7 +1,7 @@
 """Train one chunk of stackable cells: the step loop, the checkpoint schedule, and progress measures.
 
 The hot loop never synchronises with the host: losses are accumulated and divergence is detected as tensors;
-the host reads them only at checkpoints.
+the host reads them only at checkpoints and, with a state path, at the saves every `resume_every` steps.
 """
 
 from __future__ import annotations
