@@ -4,6 +4,7 @@
     DIR/manifest.json               cells, chunks and their status, versions, device, timing
     DIR/metrics/chunk-NNNN.parquet  long format: cell, step, measure, value
     DIR/metrics/chunk-NNNN.npz      per-probe IC correctness [n_checkpoints, n_probe] per cell (for bootstraps)
+    DIR/state/chunk-NNNN.pt         training state of an unfinished chunk (torch.save), removed once it is done
     DIR/onsets.parquet              one row per cell
     DIR/fits/, DIR/figures/
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .config import Spec, dump_toml, parse_spec
+from .config import RUN_ONLY_KEYS, Spec, dump_toml, parse_spec
 
 
 class RunError(ValueError):
@@ -129,6 +130,11 @@ def chunk_path(run_dir: Path, chunk: int, ext: str) -> Path:
     return Path(run_dir) / "metrics" / f"chunk-{chunk:04d}.{ext}"
 
 
+def state_path(run_dir: Path, chunk: int) -> Path:
+    """Where a chunk's training state is saved while it trains (see train.train_chunk)."""
+    return Path(run_dir) / "state" / f"chunk-{chunk:04d}.pt"
+
+
 def cells_table(spec: Spec) -> pd.DataFrame:
     """One row per cell: `cell`, then every task and training scalar (grid axes included)."""
     return pd.DataFrame([{"cell": c.index, **c.params()} for c in spec.expand()])
@@ -218,6 +224,13 @@ def check_chunks(run_dir: Path, manifest: dict[str, Any]) -> None:
                        + f"; rerun `zipfind sweep` on {str(run_dir)!r} to retrain the affected chunks")
 
 
+def _results_key(spec: Spec) -> dict[str, Any]:
+    """The spec less the keys that change no result (RUN_ONLY_KEYS): equal keys, equal results."""
+    d = spec.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in RUN_ONLY_KEYS}
+    return d
+
+
 def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[str, Any], force: bool) -> dict[str, Any]:
     """Create the run directory, or reopen it for resuming; returns the manifest.
 
@@ -228,9 +241,9 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
     run_dir = Path(run_dir)
     spec_text = dump_toml(spec.to_dict())
     if (run_dir / "manifest.json").is_file() and (run_dir / "spec.toml").is_file():
-        same = read_spec(run_dir).to_dict() == spec.to_dict()
-        if same:
-            atomic_write(run_dir / "spec.toml", spec_text)  # an old run's spec gains its explicit context key
+        same = _results_key(read_spec(run_dir)) == _results_key(spec)
+        if same:  # an old run's spec gains its explicit context key; a changed resume_every is taken
+            atomic_write(run_dir / "spec.toml", spec_text)
             manifest = read_manifest(run_dir)
             manifest.update(meta, resumed=manifest.get("resumed", 0) + 1)
             write_json(manifest, run_dir / "manifest.json")
@@ -238,7 +251,8 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
         if not force:
             raise RunError(f"out: {str(run_dir)!r} holds a run of a different spec; use another --out, "
                            "or --force to discard it and start over")
-        stale = [*(run_dir / "metrics").glob("chunk-*"), *(run_dir / "fits").glob("*"), run_dir / "onsets.parquet"]
+        stale = [*(run_dir / "metrics").glob("chunk-*"), *(run_dir / "fits").glob("*"), run_dir / "onsets.parquet",
+                 *(run_dir / "state").glob("chunk-*")]
         for p in stale:
             p.unlink(missing_ok=True)
     elif run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()) and not force:

@@ -77,11 +77,12 @@ class SweepSummary:
     onsets: pd.DataFrame
 
 
-def _train_task(cells: list[Cell], model: ModelConfig, spec_seed: int, device: str, threads: int | None):
+def _train_task(cells: list[Cell], model: ModelConfig, spec_seed: int, device: str, threads: int | None,
+                state_path: Path | None = None):
     """What a Ray worker runs: one chunk, returned as plain data."""
     if threads:
         torch.set_num_threads(threads)
-    return train_chunk(cells, model, spec_seed, device)
+    return train_chunk(cells, model, spec_seed, device, state_path=state_path)
 
 
 def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Executor = "local",
@@ -149,10 +150,11 @@ def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, c
                 "diverged": {str(c): s for c, s in res.diverged_at.items() if s is not None}}
         with lock:
             store.save_chunk(out, manifest, i, res.metrics, res.ic_correct, info)
+            store.state_path(out, i).unlink(missing_ok=True)  # committed: its training state is no longer needed
         emit("chunk_done", {"chunk": i, **info})
 
     if executor == "ray":
-        _run_ray(spec, cells, chunks, todo, dev, ray_address, cpus_per_task, commit, emit)
+        _run_ray(spec, cells, chunks, todo, dev, ray_address, cpus_per_task, commit, emit, out.resolve())
     else:
         devices = ([torch.device("cuda", k) for k in range(torch.cuda.device_count())]
                    if dev.type == "cuda" and dev.index is None and torch.cuda.device_count() > 1 else [dev])
@@ -160,7 +162,8 @@ def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, c
         def work(i: int, where: torch.device) -> None:
             group = [cells[c] for c in chunks[i]]
             emit("chunk_start", {"chunk": i, "cells": len(group), "steps": group[0].train.steps})
-            res = train_chunk(group, spec.model, spec.seed, where, progress=lambda s: emit("step", {"step": s}))
+            res = train_chunk(group, spec.model, spec.seed, where, progress=lambda s: emit("step", {"step": s}),
+                              state_path=store.state_path(out, i))
             commit(i, res, str(where))
 
         if len(devices) == 1:
@@ -178,7 +181,7 @@ def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, c
                         time.perf_counter() - t0, onsets)
 
 
-def _run_ray(spec, cells, chunks, todo, dev, address, cpus_per_task, commit, emit) -> None:
+def _run_ray(spec, cells, chunks, todo, dev, address, cpus_per_task, commit, emit, out) -> None:
     try:
         import ray
     except ImportError:
@@ -192,7 +195,8 @@ def _run_ray(spec, cells, chunks, todo, dev, address, cpus_per_task, commit, emi
         pending = {}
         for i in todo:
             pending[task.remote([cells[c] for c in chunks[i]], spec.model, spec.seed,
-                                "cuda" if gpu else "cpu", None if gpu else cpus_per_task)] = i
+                                "cuda" if gpu else "cpu", None if gpu else cpus_per_task,
+                                store.state_path(out, i))] = i
             emit("chunk_start", {"chunk": i, "cells": len(chunks[i]), "steps": cells[chunks[i][0]].train.steps})
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

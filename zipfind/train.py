@@ -1,13 +1,17 @@
 """Train one chunk of stackable cells: the step loop, the checkpoint schedule, and progress measures.
 
 The hot loop never synchronises with the host: losses are accumulated and divergence is detected as tensors;
-the host reads them only at checkpoints.
+the host reads them only at checkpoints and, with a state path, at the saves every `resume_every` steps.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -15,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import store
 from .config import Cell, ModelConfig
 from .data import EVAL_KINDS, Batch, TaskTable, derive_seed, draw, draw_buffer, make_table, probe_draws, sample
 from .measures import evaluate
@@ -150,9 +155,46 @@ def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] = batc
     return loss.detach()
 
 
+def _fingerprint(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, dev: torch.device) -> str:
+    """What a saved training state must match to be resumed: the cells' parameters, model, seed and device type."""
+    key = {"cells": [[c.index, c.params()] for c in cells], "model": asdict(model), "seed": spec_seed,
+           "device": dev.type}
+    return json.dumps(key, sort_keys=True)
+
+
+def _load_state(path: Path, fingerprint: str, dev: torch.device) -> dict | None:
+    """The saved state at `path` if it is readable and made for this chunk; else None (with a warning if a file
+    was there), so the chunk starts from step 0: a state only saves time, it never changes a result."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or corrupt: torch raises several kinds
+        warnings.warn(f"state: {str(path)!r} is unreadable ({type(e).__name__}); training the chunk from step 0")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        warnings.warn(f"state: {str(path)!r} was saved for other cells; training the chunk from step 0")
+        return None
+    return state
+
+
+def _save_state(path: Path, state: dict) -> None:
+    """Write atomically (temp + rename); a failed write warns and training goes on (it only costs a resume)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    try:
+        store.atomic_write(path, buf.getvalue())
+    except OSError as e:
+        warnings.warn(f"state: could not write {str(path)!r} ({e}); training goes on without it")
+
+
 def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, device: str | torch.device = "cpu",
-                progress: Callable[[int], None] | None = None) -> ChunkResult:
-    """Train the cells together as one stacked model; returns their metrics as plain data."""
+                progress: Callable[[int], None] | None = None, state_path: Path | None = None) -> ChunkResult:
+    """Train the cells together as one stacked model; returns their metrics as plain data.
+
+    With `state_path`, the training state is saved there every `resume_every` steps, and a state found there
+    is resumed from; the result equals an uninterrupted run's. The caller removes the file once it has the result.
+    """
     t0 = time.perf_counter()
     dev = resolve_device(str(device))
     if dev.type == "cuda":
@@ -163,10 +205,24 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
               for k in EVAL_KINDS}
     loss_sum = torch.zeros(M, device=dev)
     n_since = 0
-    rows: list[pd.DataFrame] = []
-    ic_correct: list[np.ndarray] = []
-    eval_s = 0.0
+    records: list[tuple[int, list[str], torch.Tensor]] = []  # per checkpoint: step, measure names, [M, measures]
+    ic_correct: list[torch.Tensor] = []  # per checkpoint: [M, n_probe] bool, on the CPU
+    eval_s, prior_wall_s, start = 0.0, 0.0, 1
     ckpts = set(checkpoint_steps(tr.steps, tr.eval_every))
+    fingerprint = _fingerprint(cells, model, spec_seed, dev)
+    state = _load_state(Path(state_path), fingerprint, dev) if state_path is not None else None
+    if state is not None:
+        with torch.no_grad():
+            for k, p in ch.params.items():
+                p.copy_(state["params"][k])
+        on = lambda d: {k: v.to(dev) for k, v in d.items()}
+        ch.opt.t, ch.opt.m, ch.opt.v = state["opt_t"].to(dev), on(state["opt_m"]), on(state["opt_v"])
+        for g, s in zip(ch.gens, state["gens"]):
+            g.set_state(s)  # a CPU byte tensor, also for a CUDA generator
+        ch.active, ch.div_step = state["active"].to(dev), state["div_step"].to(dev)
+        loss_sum, n_since = state["loss_sum"].to(dev), state["n_since"]
+        records, ic_correct = state["records"], state["ic_correct"]
+        eval_s, prior_wall_s, start = state["eval_s"], state["wall_s"], state["step"] + 1
 
     def checkpoint(step: int) -> None:
         nonlocal eval_s, n_since, loss_sum
@@ -176,34 +232,45 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
             values["train_loss"] = loss_sum / n_since
         values["diverged"] = (~ch.active).float()
         names = list(values)
-        mat = torch.stack([values[k].float() for k in names], 1).cpu().numpy()  # [M, measures]
-        rows.append(pd.DataFrame({
-            "cell": np.repeat([c.index for c in cells], len(names)),
-            "step": step,
-            "measure": np.tile(names, M),
-            "value": mat.reshape(-1),
-        }))
-        ic_correct.append(correct.cpu().numpy())
+        records.append((step, names, torch.stack([values[k].float() for k in names], 1).cpu()))  # [M, measures]
+        ic_correct.append(correct.cpu())
         loss_sum, n_since = torch.zeros(M, device=dev), 0
         eval_s += time.perf_counter() - te
 
-    checkpoint(0)
-    for step in range(1, tr.steps + 1):
+    def save(step: int) -> None:
+        _save_state(Path(state_path), {
+            "fingerprint": fingerprint, "step": step,
+            "params": {k: p.detach() for k, p in ch.params.items()},
+            "opt_t": ch.opt.t, "opt_m": ch.opt.m, "opt_v": ch.opt.v,
+            "gens": [g.get_state() for g in ch.gens],
+            "active": ch.active, "div_step": ch.div_step, "loss_sum": loss_sum, "n_since": n_since,
+            "records": records, "ic_correct": ic_correct,
+            "eval_s": eval_s, "wall_s": prior_wall_s + time.perf_counter() - t0})
+
+    if start == 1:
+        checkpoint(0)
+    for step in range(start, tr.steps + 1):
         loss = train_step(ch, step)
         loss_sum = loss_sum + torch.where(ch.active, loss, torch.full_like(loss, float("nan")))
         n_since += 1
         if step in ckpts:
             checkpoint(step)
+        if state_path is not None and step % tr.resume_every == 0 and step < tr.steps:
+            save(step)
         if progress is not None:
             progress(step)
 
     div = ch.div_step.cpu().tolist()
-    ic = np.stack(ic_correct, 1)  # [M, n_checkpoints, n_probe]
+    ic = torch.stack(ic_correct, 1).numpy()  # [M, n_checkpoints, n_probe]
+    index = [c.index for c in cells]
+    metrics = pd.concat([pd.DataFrame({"cell": np.repeat(index, len(names)), "step": step,
+                                       "measure": np.tile(names, M), "value": mat.numpy().reshape(-1)})
+                         for step, names, mat in records], ignore_index=True)
     return ChunkResult(
-        metrics=pd.concat(rows, ignore_index=True),
+        metrics=metrics,
         ic_correct={c.index: ic[m] for m, c in enumerate(cells)},
         diverged_at={c.index: (d if d >= 0 else None) for c, d in zip(cells, div)},
-        wall_s=time.perf_counter() - t0,
+        wall_s=prior_wall_s + time.perf_counter() - t0,
         eval_s=eval_s,
         peak_mem_mb_per_model=torch.cuda.max_memory_allocated(dev) / M / 2**20 if dev.type == "cuda" else None,
     )
