@@ -276,3 +276,36 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, text, args, fragment):  # 
     assert "Traceback" not in res.output
     assert not out.exists() and (notdir / "precious.txt").read_text() == "keep me"
     assert sorted(p.name for p in notdir.iterdir()) == ["precious.txt"]
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EACCES"])
+def test_a_failed_write_leaves_earlier_results_intact(reference, tmp_path, monkeypatch, err):
+    """Disk full or permission denied while the second chunk is written: one line and exit 2 from the CLI; the
+    first chunk stays committed and verified, nothing half-written is visible, and a rerun finishes the run."""
+    import errno
+
+    import zipfind.store as st
+
+    out = tmp_path / "run"
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 7:  # spec, manifest, chunk 0 (2 files + manifest), then the first file of chunk 1
+            raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)), str(out / "metrics"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(st.os, "fsync", failing_fsync)
+    res = runner.invoke(app, ["sweep", str(_spec_file(tmp_path)), "--out", str(out), "--device", "cpu",
+                              "--max-models", "2"])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"({err})" in errors[0] and "earlier results are intact" in errors[0]
+    monkeypatch.setattr(st.os, "fsync", real_fsync)
+    m = json.loads((out / "manifest.json").read_text())
+    assert [c["status"] for c in m["chunks"]] == ["done", "pending", "pending"]
+    assert st.verify_chunks(out, m) == {} and not (out / ".lock").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    summary = run_sweep(parse_spec(SPEC), out, device="cpu")
+    assert summary.ran_chunks == 2
+    np.testing.assert_allclose(_metrics(reference).value, _metrics(out).value, rtol=1e-5, atol=1e-6)

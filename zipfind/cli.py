@@ -55,6 +55,12 @@ def user_errors() -> Iterator[None]:
         fail(*e.problems)
     except (RunError, FileNotFoundError) as e:
         fail(str(e))
+    except OSError as e:  # disk full, permission denied, ...: every write is atomic, so nothing earlier is lost
+        import errno
+
+        what = errno.errorcode.get(e.errno, "OSError")
+        fail(f"{e.filename or 'write'}: {e.strerror or e} ({what}); earlier results are intact: free space or fix "
+             "the permissions, then run the same command to resume")
 
 
 class _Stopped(BaseException):
