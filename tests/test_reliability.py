@@ -105,6 +105,8 @@ def test_damaged_chunk_files_are_found_and_exactly_those_chunks_retrained(refere
     summary = run_sweep(parse_spec(SPEC), out, device="cpu", progress=lambda e, f: events.append((e, f)))
     assert summary.ran_chunks == 1
     assert [f["chunk"] for e, f in events if e == "retrain"] == [1]
+    plan = events[0][1]  # the plan comes first: cells, chunks, memory and a timed estimate
+    assert events[0][0] == "plan" and plan["cells"] == 6 and plan["chunks"] == 3 and 0 < plan["est_s"] < 600
     a, b = _metrics(reference), _metrics(out)
     np.testing.assert_allclose(a.value, b.value, rtol=1e-5, atol=1e-6)
 

@@ -143,9 +143,12 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
             def progress(event: str, f: dict) -> None:
                 nonlocal n_done
                 if event == "plan":
+                    est = f["est_s"]
+                    when = f"{est:.0f} s" if est < 120 else f"{est / 60:.0f} min" if est < 7200 else f"{est / 3600:.1f} h"
                     console.print(f"plan: {f['cells']:,} cells in {f['chunks']:,} chunks of up to {f['max_models']} "
                                   f"models; about {f['chunk_bytes'] / 2**30:.2f} GB per chunk at most, "
-                                  f"{f['free_bytes'] / 2**30:.1f} GB free")
+                                  f"{f['free_bytes'] / 2**30:.1f} GB free; training about {when} (timed on this "
+                                  "device; evaluation adds 10-20%)")
                 elif event == "retrain":
                     console.print(f"retraining chunk {f['chunk']}: " + "; ".join(f["problems"]))
                 elif event == "start":

@@ -224,7 +224,7 @@ def check_chunks(run_dir: Path, manifest: dict[str, Any]) -> None:
                        + f"; rerun `zipfind sweep` on {str(run_dir)!r} to retrain the affected chunks")
 
 
-def _results_key(spec: Spec) -> dict[str, Any]:
+def results_key(spec: Spec) -> dict[str, Any]:
     """The spec less the keys that change no result (RUN_ONLY_KEYS): equal keys, equal results."""
     d = spec.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k not in RUN_ONLY_KEYS}
@@ -241,7 +241,7 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
     run_dir = Path(run_dir)
     spec_text = dump_toml(spec.to_dict())
     if (run_dir / "manifest.json").is_file() and (run_dir / "spec.toml").is_file():
-        same = _results_key(read_spec(run_dir)) == _results_key(spec)
+        same = results_key(read_spec(run_dir)) == results_key(spec)
         if same:  # an old run's spec gains its explicit context key; a changed resume_every is taken
             atomic_write(run_dir / "spec.toml", spec_text)
             manifest = read_manifest(run_dir)

@@ -98,7 +98,9 @@ def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Ex
     spec = store.resume_spec(out, spec)
     cells = spec.expand()
     mm = max_models or default_max_models(cells, spec.model, dev)
-    emit("plan", check_resources(cells, plan_chunks(cells, spec.model, mm), spec.model, dev))  # before any write
+    plan = _stored_plan(out, spec) or plan_chunks(cells, spec.model, mm)
+    info = check_resources(cells, plan, spec.model, dev)  # before anything is allocated or written
+    emit("plan", {**info, "est_s": estimate_seconds(cells, plan, spec.model, spec.seed, dev)})
     with store.run_lock(out):
         return _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, cpus_per_task, emit)
 
@@ -130,6 +132,37 @@ def check_resources(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], mode
                              f"but {device} has {gb(free)} free; use --max-models {fit} or fewer")
     return {"cells": len(cells), "chunks": len(chunks), "max_models": max(len(c) for c in chunks),
             "chunk_bytes": need, "free_bytes": free}
+
+
+def _stored_plan(out: Path, spec: Spec) -> list[list[int]] | None:
+    """The chunk plan a resumed run keeps (its manifest's), or None for a new or unreadable run directory."""
+    try:
+        if store.results_key(store.read_spec(out)) == store.results_key(spec):
+            return [c["cells"] for c in store.read_manifest(out)["chunks"]]
+    except (store.RunError, OSError, ValueError):
+        pass
+    return None
+
+
+def estimate_seconds(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], model: ModelConfig, spec_seed: int,
+                     device: torch.device, n_models: int = 8, n_steps: int = 3) -> float:
+    """Training time of the plan, from timing n_steps steps of up to n_models models of the largest chunk on the
+    device (after one warm-up step); evaluation at checkpoints comes on top (typically 10-20%)."""
+    from .train import setup_chunk, train_step
+
+    big = max(chunks, key=len)
+    group = [cells[i] for i in big[:n_models]]
+    ch = setup_chunk(group, model, spec_seed, device)
+    train_step(ch, 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    for step in range(2, 2 + n_steps):
+        train_step(ch, step)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_model_step = (time.perf_counter() - t) / (n_steps * len(group))
+    return per_model_step * sum(cells[i].train.steps for ch_ in chunks for i in ch_)
 
 
 def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, cpus_per_task, emit) -> SweepSummary:
