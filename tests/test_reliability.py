@@ -15,19 +15,17 @@ import pytest
 from typer.testing import CliRunner
 
 import zipfind
+from conftest import TINY, sorted_metrics
 from zipfind.cli import app
 from zipfind.config import dump_toml, parse_spec
 from zipfind.store import RunError, run_lock
 from zipfind.sweep import run_sweep
 
-SPEC = {"name": "tiny", "task": {"K": 128, "N": 4, "L": 8, "D": 15}, "model": {"d_model": 16},
-        "train": {"steps": 16, "batch": 16, "eval_every": 8, "n_probe": 32},
-        "grid": {"alpha": [0.0, 1.0, 2.0], "B": [1, 2]}}
+SPEC = TINY
 runner = CliRunner()
 
 
-def _metrics(run_dir):
-    return zipfind.load(run_dir).metrics.sort_values(["cell", "step", "measure"]).reset_index(drop=True)
+_metrics = sorted_metrics
 
 
 @pytest.fixture(scope="module")
