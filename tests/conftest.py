@@ -9,3 +9,13 @@ TINY = {"name": "tiny", "task": {"K": 128, "N": 4, "L": 8, "D": 15}, "model": {"
 
 def sorted_metrics(run_dir):
     return zipfind.load(run_dir).metrics.sort_values(["cell", "step", "measure"]).reset_index(drop=True)
+
+
+def tiny_run(tmp_path_factory, max_models: int):
+    """A finished sweep of TINY in a fresh directory (the reference that resumed or repaired runs must equal)."""
+    from zipfind.config import parse_spec
+    from zipfind.sweep import run_sweep
+
+    out = tmp_path_factory.mktemp("ref") / "run"
+    run_sweep(parse_spec(TINY), out, device="cpu", max_models=max_models)
+    return out

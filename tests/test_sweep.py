@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import zipfind
-from conftest import TINY, sorted_metrics
+from conftest import TINY, sorted_metrics, tiny_run
 from zipfind.config import parse_spec
 from zipfind.store import RunError
 from zipfind.sweep import plan_chunks, run_sweep
@@ -25,9 +25,7 @@ _metrics = sorted_metrics
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    run_sweep(parse_spec(SPEC), out, device="cpu", max_models=6)
-    return out
+    return tiny_run(tmp_path_factory, max_models=6)
 
 
 def test_plan_chunks_groups_by_shape():
