@@ -9,7 +9,7 @@ from zipfind.baselines import (
     BASELINES, baselines_for, ctx_chance, ic_chance, ic_copy, iw_above_majority, iw_majority,
 )
 from zipfind.config import TaskConfig
-from zipfind.data import make_table, probe_draws, sample
+from zipfind.tasks.classification import make_table, probe_draws, sample
 
 
 def hurwitz_majority(alpha: float, K: int, L: int) -> float:
@@ -47,7 +47,7 @@ def test_ic_levels_closed_forms_and_registry():
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
 def test_baselines_are_what_the_sampler_gives(alpha):
-    """On the probe sets of zipfind.data: answering label 0 on IW scores iw_majority (binomial test); on IC the
+    """On the probe sets of zipfind.tasks.classification: answering label 0 on IW scores iw_majority (binomial test); on IC the
     query's label is one of N distinct context labels (copying one at random: 1/N) and a random label lies in the
     context with probability N/L."""
     task = TaskConfig(K=256, L=32, N=8, alpha=alpha)

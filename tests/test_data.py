@@ -8,7 +8,8 @@ import torch
 from scipy import stats
 
 from zipfind.config import TaskConfig
-from zipfind.data import draw, draw_buffer, make_table, probe_draws, sample, zipf_probs
+from zipfind.law import zipf_probs
+from zipfind.tasks.classification import draw, draw_buffer, make_table, probe_draws, sample
 
 
 def _batch(tasks, b=512, seed=0, steps=1):
@@ -211,7 +212,7 @@ def test_zipf_tail_ranks_follow_p_given_a_tail_uniform():
     beyond the mass of ranks 1..255), draws ranks 256..K with probability p_k / tail mass, rank by rank. A uniform
     rounded to float32 (spacing 6e-8 near 1, while p_k ~ 4e-9 at k = 2048) fails this."""
     from scipy.special import ndtri
-    from zipfind.data import draw_sizes, split_draws
+    from zipfind.tasks.classification import draw_sizes, split_draws
 
     K, alpha, N, n = 2048, 2.5, 8, 100_000
     task = TaskConfig(K=K, L=32, N=N, D=1, alpha=alpha, p_bursty=0.0)
@@ -244,12 +245,12 @@ def test_chunk_mates_do_not_change_a_models_stream(context):
 
 def test_sampling_without_replacement_has_the_successive_sampling_law():
     """Ordered pairs (c1, c2) of distinct classes: P = p_c1 * p_c2 / (1 - p_c1) (chi-square at a fixed seed)."""
-    from zipfind.data import _distinct
+    from zipfind.law import distinct
 
     K = 5
     table = make_table([TaskConfig(K=K, L=4, N=4, D=3, alpha=1.0)], [0], "cpu")
     u = torch.rand(1, 40000, 3, generator=torch.Generator().manual_seed(0))
-    draws = _distinct(table, u)[0].numpy()  # [40000, 3]
+    draws = distinct(table.law, u)[0].numpy()  # [40000, 3]
     assert (draws[:, 0] != draws[:, 1]).all() and (draws[:, 1] != draws[:, 2]).all() and (draws[:, 0] != draws[:, 2]).all()
     p = table.probs[0].numpy()
     pairs = draws[:, 0] * K + draws[:, 1]

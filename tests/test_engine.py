@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from zipfind.config import ModelConfig, parse_spec
-from zipfind.data import draw, draw_buffer, make_table, sample
+from zipfind.tasks.classification import draw, draw_buffer, make_table, sample
 from zipfind.model import forward, init_params
 from zipfind.optim import StackedOptimizer
 from zipfind.train import checkpoint_steps, train_chunk

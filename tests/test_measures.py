@@ -7,7 +7,7 @@
   initialised models sit in a band around them whose width follows from the size of their attention logits.
 - Every measure of M stacked models equals the same measure computed model by model.
 
-Probe layout (zipfind.data): x_1, l_1, ..., x_N, l_N, x_q, T = 2N + 1; items at even, labels at odd positions.
+Probe layout (zipfind.tasks.classification): x_1, l_1, ..., x_N, l_N, x_q, T = 2N + 1; items at even, labels at odd positions.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from zipfind.config import ModelConfig, TaskConfig
-from zipfind.data import Batch, TaskTable, make_table, probe_draws, sample
-from zipfind.measures import evaluate
+from zipfind.tasks.classification import Batch, TaskTable, make_table, probe_draws, sample
+from zipfind.tasks.classification import evaluate
 from zipfind.model import Params, init_params, param_shapes
 
 TASK = TaskConfig(K=64, L=32, N=8, D=63, eps=0.1)  # Reddy's L, N, D, eps; K is irrelevant for the IC set

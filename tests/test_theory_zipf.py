@@ -12,18 +12,18 @@ from scipy.special import zeta
 from zipfind.theory import zipf as z
 
 
-# -- Monte Carlo of the engine's own sampler (zipfind.data.sample) ------------------------------------------------
+# -- Monte Carlo of the engine's own sampler (zipfind.tasks.classification.sample) ------------------------------------------------
 LAW_CELLS = [(a, B, c) for c in ("iid", "distinct") for a in (0.0, 1.0, 2.0) for B in (1, 2, 4)]
 MC_K, MC_N, MC_PB, MC_SEQ = 256, 8, 0.7, 8192
 
 
 @pytest.fixture(scope="module")
 def engine_stream():
-    """Classes [M, n, N+1] (query last) of training sequences drawn by zipfind.data.sample for every LAW_CELLS
+    """Classes [M, n, N+1] (query last) of training sequences drawn by zipfind.tasks.classification.sample for every LAW_CELLS
     cell stacked in one table, plus one non-bursty cell per alpha (p_bursty = 0)."""
     torch = pytest.importorskip("torch")
     from zipfind.config import TaskConfig
-    from zipfind.data import draw, draw_buffer, make_table, sample
+    from zipfind.tasks.classification import draw, draw_buffer, make_table, sample
 
     cells = LAW_CELLS + [(a, 1, "iid") for a in (0.0, 1.0, 2.0)]
     tasks = [TaskConfig(K=MC_K, L=32, N=MC_N, D=1, alpha=a, B=B, context=c,

@@ -1,6 +1,6 @@
 """What an accuracy means: the level a model reaches without the skill the measure is named for.
 
-Closed forms for the task of :mod:`zipfind.data` (labels k mod L, Zipf class frequencies, IC contexts of N
+Closed forms for the task of :mod:`zipfind.tasks.classification` (labels k mod L, Zipf class frequencies, IC contexts of N
 fresh classes with distinct random labels, IW queries drawn from p):
 
 - ``ic_chance``: IC accuracy of a uniformly random label, 1/L;

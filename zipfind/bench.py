@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import Cell, ModelConfig, Spec
-from .data import draw, draw_buffer, make_table, sample
-from .train import Chunk, batch_loss, cell_seeds, setup_chunk, train_step
+from .tasks.classification import batch_loss, draw, draw_buffer, make_table, sample
+from .train import Chunk, cell_seeds, setup_chunk, train_step
 
 
 def forward_macs(model: ModelConfig, N: int, D: int, L: int) -> int:

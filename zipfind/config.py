@@ -22,22 +22,67 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 """Optimizers of zipfind.optim (the one list: validation and the optimizer read it from here)."""
 ContextLaw = Literal["iid", "distinct"]
 """How a bursty context's N/B slots are drawn: i.i.d. from p (the anchors' law) or without replacement."""
+TaskKind = Literal["classification", "tokens"]
+"""The tasks of zipfind.tasks: in-context classification, or next-token prediction on documents of words."""
+Lexicon = Literal["random", "english"]
+"""Words of the token task: random strings over V tokens, or the top English words (wordfreq), in letters."""
+Frequencies = Literal["zipf", "english"]
+"""Word frequencies of the token task: Zipf(alpha) by rank, or wordfreq's English frequencies."""
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Bursty Zipfian in-context classification (Chan et al. 2022; Reddy 2024)."""
+    """The task: bursty Zipfian in-context classification (Chan et al. 2022; Reddy 2024), or its port to
+    next-token prediction on documents of multi-token words (`kind = "tokens"`). Shared keys keep one meaning:
+    K items (classes or words), their Zipf law, N items per sequence, B copies, p_bursty, p_novel, context law.
+    """
 
-    K: int = 2048  # number of classes
-    L: int = 32  # number of labels; class k has label k mod L
-    N: int = 8  # context item-label pairs
-    D: int = 63  # content dimensions
-    eps: float = 0.1  # within-class noise
-    alpha: float = 0.0  # Zipf exponent of class frequencies
+    kind: TaskKind = "classification"  # which task (a spec-level choice, not a grid axis)
+    K: int = 2048  # number of classes (tokens: words in the lexicon)
+    L: int = 32  # classification: number of labels; class k has label k mod L
+    N: int = 8  # context item-label pairs (tokens: words per document)
+    D: int = 63  # classification: content dimensions
+    eps: float = 0.1  # classification: within-class noise
+    alpha: float = 0.0  # Zipf exponent of class (word) frequencies
     B: int = 1  # burstiness: copies of each class in a bursty context (0: no bursty sequences)
     p_bursty: float = 0.9  # fraction of bursty sequences
-    p_novel: float = 0.0  # fraction of sequences of fresh classes with random labels (Reddy's p_C)
+    p_novel: float = 0.0  # fraction of sequences of fresh classes with random labels (Reddy's p_C) or fresh words
     context: ContextLaw = "iid"  # bursty slots i.i.d. from p (the anchors' law) or distinct
+    V: int = 16  # tokens: alphabet size (letters; a separator, BOS and padding token come on top)
+    word_len: int = 3  # tokens: word length in letters (the shortest, with word_len_max)
+    word_len_max: int = 0  # tokens: longest word (0: = word_len, every word word_len letters)
+    lexicon: Lexicon = "random"  # tokens: random strings, or the top-K English words (wordfreq)
+    frequencies: Frequencies = "zipf"  # tokens: Zipf(alpha) by rank, or wordfreq's English frequencies
+
+    @property
+    def max_word_len(self) -> int:
+        return max(self.word_len, self.word_len_max)
+
+
+TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "classification": ("L", "D", "eps"),
+    "tokens": ("V", "word_len", "word_len_max", "lexicon", "frequencies"),
+}
+"""[task] keys that only one kind reads; a spec of another kind may not set them (and its tables omit them)."""
+STACK_KEYS: dict[str, tuple[str, ...]] = {"classification": ("N", "L", "D"), "tokens": ("N", "V", "max_word_len")}
+"""Per kind, the task values that fix tensor shapes: cells stack in one chunk only where they are equal."""
+THEORY_INPUTS: dict[str, dict[str, str]] = {"classification": {}, "tokens": {"L": "V"}}
+"""Per kind, the theory input a task column stands for (tokens: the continuation's label space is the alphabet)."""
+NOT_MODELLED: dict[str, tuple[str, ...]] = {"frequencies": ("english",)}
+"""Cells whose word law is not Zipf(alpha): the theory neither fits nor predicts them."""
+
+
+def task_keys(kind: str) -> tuple[str, ...]:
+    """The [task] keys of one kind, in TaskConfig order (kind first)."""
+    other = {k for kk, keys in TASK_ONLY_KEYS.items() if kk != kind for k in keys}
+    return tuple(f.name for f in fields(TaskConfig) if f.name not in other)
+
+
+def task_values(task: TaskConfig) -> dict[str, Any]:
+    """The task's values under its kind's keys (the cells table's task columns, `kind` written as `task`)."""
+    d = {k: getattr(task, k) for k in task_keys(task.kind)}
+    d["task"] = d.pop("kind")
+    return {"task": d.pop("task"), **d}
 
 
 @dataclass(frozen=True)
@@ -85,7 +130,7 @@ class Cell:
     def params(self) -> dict[str, Any]:
         """Every task and training scalar of the cell (the cells table's columns)."""
         train = {k: v for k, v in asdict(self.train).items() if k not in RUN_ONLY_KEYS}
-        return {**asdict(self.task), **train}
+        return {**task_values(self.task), **train}
 
 
 @dataclass(frozen=True)
@@ -119,7 +164,8 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec with every default written out (TOML-serialisable)."""
-        d: dict[str, Any] = {"name": self.name, "seed": self.seed, "task": asdict(self.task),
+        task = {k: getattr(self.task, k) for k in task_keys(self.task.kind)}
+        d: dict[str, Any] = {"name": self.name, "seed": self.seed, "task": task,
                              "model": asdict(self.model), "train": asdict(self.train)}
         if self.grid:
             d["grid"] = {k: list(v) for k, v in self.grid}
@@ -132,11 +178,14 @@ TASK_KEYS = {f.name: f.type for f in fields(TaskConfig)}
 MODEL_KEYS = {f.name: f.type for f in fields(ModelConfig)}
 TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
 RUN_ONLY_KEYS = {"resume_every"}  # [train] keys that change how a run goes, not its results: no axis, no column
-AXIS_KEYS = {**TASK_KEYS, **{k: v for k, v in TRAIN_KEYS.items() if k not in RUN_ONLY_KEYS}}
+SPEC_ONLY_KEYS = {"kind"}  # [task] keys set once for the whole spec: a chunk holds one task
+AXIS_KEYS = {**{k: v for k, v in TASK_KEYS.items() if k not in SPEC_ONLY_KEYS},
+             **{k: v for k, v in TRAIN_KEYS.items() if k not in RUN_ONLY_KEYS}}
 SECTIONS = {"task": TASK_KEYS, "model": MODEL_KEYS, "train": TRAIN_KEYS}
 TOP_KEYS = {"name", "seed", "task", "model", "train", "grid", "cells"}
 CHOICES: dict[str, tuple[str, ...]] = {"readout": get_args(Readout), "optimizer": get_args(Optimizer),
-                                       "context": get_args(ContextLaw)}
+                                       "context": get_args(ContextLaw), "kind": get_args(TaskKind),
+                                       "lexicon": get_args(Lexicon), "frequencies": get_args(Frequencies)}
 
 
 def _default(spec: Spec, key: str) -> Any:
@@ -200,21 +249,14 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
     elif task.B > 0 and task.N % task.B:
         divisors = [d for d in range(1, task.N + 1) if task.N % d == 0]
         bad("B", task.B, f"B must divide N = {task.N}: one of 0, {', '.join(map(str, divisors))}")
-    if task.L < 2:
-        bad("L", task.L, "need at least 2 labels")
-    if task.K < max(task.L, task.N):
-        bad("K", task.K, f"need K >= max(L, N) = {max(task.L, task.N)}: every label needs a class, and a "
-                         "context of N distinct classes must exist")
-    if task.L < task.N:
-        bad("L", task.L, f"need L >= N = {task.N} so novel contexts get distinct labels")
-    if task.D < 1:
-        bad("D", task.D, "content dimensions must be >= 1")
-    if task.eps < 0:
-        bad("eps", task.eps, "within-class noise must be >= 0")
     for k in ("p_bursty", "p_novel"):
         v = getattr(task, k)
         if not 0.0 <= v <= 1.0:
             bad(k, v, "a probability must lie in [0, 1]")
+    if task.kind == "tokens":
+        _check_tokens(task, bad)
+    else:
+        _check_classification(task, bad)
     if train.steps <= 0:
         bad("steps", train.steps, "must be > 0")
     if train.batch <= 0:
@@ -248,6 +290,67 @@ def _check_values(task: TaskConfig, train: TrainConfig, model: ModelConfig, wher
     return p
 
 
+def _check_classification(task: TaskConfig, bad) -> None:
+    if task.L < 2:
+        bad("L", task.L, "need at least 2 labels")
+    if task.K < max(task.L, task.N):
+        bad("K", task.K, f"need K >= max(L, N) = {max(task.L, task.N)}: every label needs a class, and a "
+                         "context of N distinct classes must exist")
+    if task.L < task.N:
+        bad("L", task.L, f"need L >= N = {task.N} so novel contexts get distinct labels")
+    if task.D < 1:
+        bad("D", task.D, "content dimensions must be >= 1")
+    if task.eps < 0:
+        bad("eps", task.eps, "within-class noise must be >= 0")
+
+
+MAX_WORD_LEN = 12  # longest word of the token task: token strings are coded as integers below V^12 < 2^63
+
+
+def _check_tokens(task: TaskConfig, bad) -> None:
+    if task.N < 2:
+        bad("N", task.N, "a document needs at least 2 words (the IC probe repeats words)")
+    if task.K < task.N:
+        bad("K", task.K, f"need K >= N = {task.N}: a document of N distinct words must exist")
+    if task.word_len < 2:
+        bad("word_len", task.word_len, "words need at least 2 letters (the IC and IW measures score the letters "
+                                       "after a word's first)")
+    if task.word_len_max and task.word_len_max < task.word_len:
+        bad("word_len_max", task.word_len_max, f"must be 0 (= word_len) or >= word_len = {task.word_len}")
+    if task.max_word_len > MAX_WORD_LEN:
+        bad("word_len_max" if task.word_len_max else "word_len", task.max_word_len,
+            f"words may have at most {MAX_WORD_LEN} letters")
+    if task.frequencies == "english" and task.lexicon != "english":
+        bad("frequencies", task.frequencies, "English frequencies need lexicon = 'english'")
+    if task.frequencies == "english" and task.alpha != 0:
+        bad("alpha", task.alpha, "with frequencies = 'english' the word law is wordfreq's, not Zipf(alpha); "
+                                 "leave alpha at 0")
+    if task.lexicon == "english":
+        from .english import ALPHABET, MissingExtra, english_words
+        if task.V != len(ALPHABET):
+            bad("V", task.V, f"the English lexicon is spelled in {len(ALPHABET)} letters: V = {len(ALPHABET)}")
+        elif task.max_word_len <= MAX_WORD_LEN and task.word_len >= 2:
+            try:
+                n = len(english_words(task.K, task.word_len, task.max_word_len)[0])
+            except MissingExtra as e:
+                bad("lexicon", task.lexicon, str(e).split("; ", 1)[1])
+            else:
+                if n < task.K:
+                    bad("K", task.K, f"wordfreq has only {n} English words of {task.word_len}-"
+                                     f"{task.max_word_len} letters; use K <= {n} or a wider word_len range")
+    elif not 2 <= task.V <= 256:
+        bad("V", task.V, "the alphabet needs 2 to 256 tokens")
+    elif 2 <= task.word_len <= task.max_word_len <= MAX_WORD_LEN:
+        strings = sum(task.V**n for n in range(task.word_len, task.max_word_len + 1))
+        if (task.V + 1) ** task.max_word_len >= 2**62:
+            bad("word_len_max" if task.word_len_max else "word_len", task.max_word_len,
+                f"(V + 1)^length must stay below 2^62 (words are coded as integers); use shorter words or a "
+                "smaller V")
+        elif strings < 2 * task.K:
+            bad("K", task.K, f"{strings} strings of {task.word_len}-{task.max_word_len} letters over V = "
+                             f"{task.V} cannot hold K words and as many novel ones; need K <= {strings // 2}")
+
+
 CELL_LIMIT = 100_000  # a spec with more cells is refused unless the caller lifts the limit (`zipfind sweep --yes`)
 
 
@@ -261,6 +364,16 @@ def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None =
         if k not in TOP_KEYS:
             problems.append(f"{k}: unknown top-level key{_did_you_mean(k, TOP_KEYS)}; allowed: "
                             + ", ".join(sorted(TOP_KEYS)))
+    kind = raw.get("task", {}).get("kind", "classification") if isinstance(raw.get("task"), dict) else None
+    foreign = {k: kk for kk, keys in TASK_ONLY_KEYS.items() if kk != kind for k in keys} if kind in TASK_ONLY_KEYS \
+        else {}
+
+    def not_this_kind(where: str, k: str) -> bool:  # a key of another task kind: one line, naming both kinds
+        if k in foreign:
+            problems.append(f"{where}{k}: only for [task] kind = {foreign[k]!r}; this spec's kind is {kind!r} "
+                            f"(its task keys: {', '.join(task_keys(kind))})")
+        return k in foreign
+
     sections: dict[str, dict[str, Any]] = {}
     for sec, keys in SECTIONS.items():
         body = raw.get(sec, {})
@@ -271,7 +384,9 @@ def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None =
         for k, v in body.items():
             if k not in keys:
                 problems.append(f"{sec}.{k}: unknown key{_did_you_mean(k, keys)}; allowed: "
-                                + ", ".join(keys))
+                                + ", ".join(task_keys(kind) if sec == "task" and kind in TASK_ONLY_KEYS else keys))
+            elif sec == "task" and not_this_kind("task.", k):
+                continue
             elif _check_scalar(f"{sec}.", k, v, keys[k], problems):
                 good[k] = _coerce(v, keys[k])
         sections[sec] = good
@@ -291,6 +406,11 @@ def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None =
     for k, vals in graw.items():
         if k in RUN_ONLY_KEYS:
             problems.append(f"grid.{k}: not an axis; it changes no result, so set it once under [train]")
+            continue
+        if k in SPEC_ONLY_KEYS:
+            problems.append(f"grid.{k}: not an axis; one spec trains one task, so set it once under [task]")
+            continue
+        if not_this_kind("grid.", k):
             continue
         if k not in AXIS_KEYS:
             problems.append(f"grid.{k}: unknown axis{_did_you_mean(k, AXIS_KEYS)}; "
@@ -320,6 +440,10 @@ def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None =
         for k, v in c.items():
             if k in RUN_ONLY_KEYS:
                 problems.append(f"cells[{i}].{k}: not a cell key; it changes no result, so set it once under [train]")
+            elif k in SPEC_ONLY_KEYS:
+                problems.append(f"cells[{i}].{k}: not a cell key; one spec trains one task, so set it under [task]")
+            elif not_this_kind(f"cells[{i}].", k):
+                continue
             elif k not in AXIS_KEYS:
                 problems.append(f"cells[{i}].{k}: unknown key{_did_you_mean(k, AXIS_KEYS)}")
             elif _check_scalar(f"cells[{i}].", k, v, AXIS_KEYS[k], problems):

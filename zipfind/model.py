@@ -1,9 +1,11 @@
 """Attention-only transformer with a leading model dimension M on every parameter.
 
 Parameters are a plain dict of stacked tensors; `forward` is a pure function of (params, tokens). Attention is
-written as batched matmuls over [M, b, H, T, ·] (no vmap). Tokens are embedded by a learned linear map D -> d_model
-plus a learned positional embedding (fixed offsets); the readout reads the residual stream at the query (last)
-position, through a linear map or Reddy's 3-layer MLP.
+written as batched matmuls over [M, b, H, T, ·] (no vmap). Inputs are continuous vectors embedded by a learned
+linear map D -> d_model (classification) or token ids looked up in a learned [D, d_model] table (D = vocabulary;
+the same map applied to one-hot vectors), plus a learned positional embedding. The readout (a linear map, the
+unembedding for tokens, or Reddy's 3-layer MLP) reads the residual stream at the query (last) position, or at
+every position for next-token prediction.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def init_params(cfg: ModelConfig, D: int, T: int, L: int, seeds: Sequence[int], 
 
 @dataclass(frozen=True)
 class Output:
-    logits: Tensor  # [M, b, L] at the query position
+    logits: Tensor  # [M, b, L] at the query position, or [M, b, T, L] at every position
     attn: Tensor | None = None  # [M, layers, H, b, T, T] attention patterns (internals only)
     resid: Tensor | None = None  # [M, layers, b, T, d] residual stream entering each layer (internals only)
 
@@ -90,23 +92,39 @@ def readout(params: Params, cfg: ModelConfig, h: Tensor) -> Tensor:
     return z @ params["r3_w"] + params["r3_b"][:, None]
 
 
-def forward(params: Params, tokens: Tensor, cfg: ModelConfig, internals: bool = False) -> Output:
-    """Run all M models on their own sequences: tokens [M, b, T, D] -> logits [M, b, L].
+def embed(params: Params, tokens: Tensor) -> Tensor:
+    """Token embeddings plus positions: tokens [M, b, T, D] vectors or [M, b, T] ids -> [M, b, T, d]."""
+    emb = params["emb"]  # [M, D, d]
+    M, D, d = emb.shape
+    if tokens.dtype == torch.long:
+        b, T = tokens.shape[1:]
+        rows = tokens + torch.arange(M, device=tokens.device).view(M, 1, 1) * D  # ids into the flat [M*D, d]
+        h = F.embedding(rows, emb.flatten(0, 1))  # [M, b, T, d]
+    else:
+        b, T = tokens.shape[1:3]
+        h = (tokens.reshape(M, b * T, D) @ emb).view(M, b, T, d)
+    return h + params["pos"][:, None, :T]
 
-    Without `internals`, the last layer computes attention for the query row only (the only row the readout
-    sees); with it, every row is computed and the patterns and residual streams are returned.
+
+def forward(params: Params, tokens: Tensor, cfg: ModelConfig, internals: bool = False,
+            every_position: bool = False) -> Output:
+    """Run all M models on their own sequences: tokens [M, b, T, D] (or ids [M, b, T]) -> logits [M, b, L]
+    at the last position, or [M, b, T, L] at every position with `every_position`.
+
+    Without `internals` or `every_position`, the last layer computes attention for the query row only (the only
+    row the readout sees); with `internals`, the patterns and residual streams are returned too.
     """
-    M, b, T, D = tokens.shape
+    M, b, T = tokens.shape[:3]
     d, H = cfg.d_model, cfg.heads
     dh = d // H
-    h = (tokens.reshape(M, b * T, D) @ params["emb"]).view(M, b, T, d) + params["pos"][:, None]  # [M, b, T, d]
+    h = embed(params, tokens)  # [M, b, T, d]
     causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
     attns, resids = [], []
     for l in range(cfg.layers):
         if internals:
             resids.append(h)
         x = _ln(h, params[f"ln{l}_w"], params[f"ln{l}_b"]) if cfg.layernorm else h
-        rows = 1 if (l == cfg.layers - 1 and not internals) else T
+        rows = 1 if (l == cfg.layers - 1 and not internals and not every_position) else T
         xf = x.reshape(M, b * T, d)
         k = (xf @ params[f"k{l}"]).view(M, b, T, H, dh).transpose(2, 3)  # [M, b, H, T, dh]
         v = (xf @ params[f"v{l}"]).view(M, b, T, H, dh).transpose(2, 3)  # [M, b, H, T, dh]
@@ -118,10 +136,12 @@ def forward(params: Params, tokens: Tensor, cfg: ModelConfig, internals: bool = 
         h = h[:, :, T - rows :] + (z @ params[f"o{l}"]).view(M, b, rows, d)
         if internals:
             attns.append(a)
-    hq = h[:, :, -1]  # [M, b, d]
+    hq = h.reshape(M, b * T, d) if every_position else h[:, :, -1]  # [M, b*T, d] or [M, b, d]
     if cfg.layernorm:
         hq = _ln(hq, params["lnf_w"], params["lnf_b"])
     logits = readout(params, cfg, hq)
+    if every_position:
+        logits = logits.view(M, b, T, -1)  # [M, b, T, L]
     if not internals:
         return Output(logits)
     attn = torch.stack(attns, 1).permute(0, 1, 3, 2, 4, 5)  # [M, layers, H, b, T, T]

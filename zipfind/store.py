@@ -349,7 +349,7 @@ def load(run_dir: str | Path) -> Run:
 
 
 def read_onsets(run_dir: Path, cells: pd.DataFrame | None = None) -> pd.DataFrame | None:
-    """DIR/onsets.parquet (None if not computed); an old run's table gains its cells' `context` column."""
+    """DIR/onsets.parquet (None if not computed); an old run's table gains its cells' `context` and `task` columns."""
     path = Path(run_dir) / "onsets.parquet"
     if not path.is_file():
         return None
@@ -358,4 +358,6 @@ def read_onsets(run_dir: Path, cells: pd.DataFrame | None = None) -> pd.DataFram
         cells = cells_table(read_spec(run_dir)) if cells is None else cells
         at = list(onsets.columns).index("p_novel") + 1 if "p_novel" in onsets.columns else len(onsets.columns)
         onsets.insert(at, "context", onsets["cell"].map(cells.set_index("cell")["context"]))
+    if "task" not in onsets.columns:  # written before the token task: every cell is a classification cell
+        onsets.insert(1 if "cell" in onsets.columns else 0, "task", "classification")
     return onsets

@@ -23,6 +23,7 @@ import torch
 from . import store
 from .config import Cell, ModelConfig, Spec
 from .onset import EstimatorName, onsets_table
+from .tasks import get_task
 from .train import chunk_key, resolve_device, train_chunk
 
 Executor = Literal["local", "ray"]
@@ -38,20 +39,8 @@ def plan_chunks(cells: Sequence[Cell], model: ModelConfig, max_models: int) -> l
 
 
 def model_bytes(cell: Cell, model: ModelConfig) -> int:
-    """Estimated peak bytes one model needs while training (parameters, optimizer state, activations, probes).
-
-    An upper bound by tensor count with a 1.5x allowance: 66 MB for the quick config, against 7.7 MB measured
-    by `zipfind bench` on an H100 for training steps alone (the probe sets, 6.6 MB, and the evaluation pass
-    come on top; each chunk's measured peak is recorded in the manifest on CUDA). It errs large so that a
-    default chunk does not run out of memory.
-    """
-    t, r = cell.task, cell.train
-    T, d, D, Lyr = 2 * t.N + 1, model.d_model, t.D, model.layers
-    n_params = D * d + T * d + Lyr * 4 * d * d + d * t.L
-    act = r.batch * T * (d * (6 * Lyr + 2) + 3 * D) + r.batch * model.heads * T * T * Lyr * 3
-    probes = 3 * r.n_probe * T * (D + d * (Lyr + 2)) + r.n_probe * model.heads * T * T * Lyr
-    table = t.K * D + 3 * t.K * 2
-    return int(1.5 * 4 * (4 * n_params + act + probes + table))
+    """Estimated peak bytes one model needs while training: the task's upper bound (zipfind.tasks.Task)."""
+    return get_task(cell.task).model_bytes(cell, model)
 
 
 def default_max_models(cells: Sequence[Cell], model: ModelConfig, device: torch.device) -> int:

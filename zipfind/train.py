@@ -12,19 +12,18 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from . import store
-from .config import Cell, ModelConfig
-from .data import EVAL_KINDS, Batch, TaskTable, derive_seed, draw, draw_buffer, make_table, probe_draws, sample
-from .measures import evaluate
-from .model import Params, forward, init_params
+from .config import STACK_KEYS, Cell, ModelConfig
+from .law import derive_seed
+from .model import Params, init_params
 from .optim import StackedOptimizer
+from .tasks import Task, get_task, slice_batch
 
 
 def checkpoint_steps(steps: int, eval_every: int) -> list[int]:
@@ -36,13 +35,14 @@ def checkpoint_steps(steps: int, eval_every: int) -> list[int]:
 def chunk_key(cell: Cell, model: ModelConfig) -> tuple:
     """Cells with equal keys share tensor shapes and schedules, so they can be stacked."""
     t, r = cell.task, cell.train
-    return (t.N, t.L, t.D, r.batch, r.steps, r.eval_every, r.n_probe, r.optimizer, model)
+    shape = tuple(getattr(t, k) for k in STACK_KEYS[t.kind])
+    return (t.kind, *shape, r.batch, r.steps, r.eval_every, r.n_probe, r.optimizer, model)
 
 
 @dataclass(frozen=True)
 class ChunkResult:
     metrics: pd.DataFrame  # long format: cell, step, measure, value
-    ic_correct: dict[int, np.ndarray]  # cell -> [n_checkpoints, n_probe] bool
+    ic_correct: dict[int, np.ndarray]  # cell -> [n_checkpoints, n_probe] per-probe IC accuracy (bool or float)
     diverged_at: dict[int, int | None]  # cell -> first step whose loss was not finite, or None
     wall_s: float
     eval_s: float  # of which spent in evaluation
@@ -70,7 +70,8 @@ class Chunk:
 
     cells: list[Cell]
     model: ModelConfig
-    table: TaskTable
+    task: Task
+    table: Any  # the task's stacked instances
     params: Params
     opt: StackedOptimizer
     gens: list[torch.Generator]
@@ -91,7 +92,7 @@ def model_block(cell: Cell, model: ModelConfig, device: torch.device) -> int:
     """
     if device.type != "cpu":
         return 1 << 30
-    per_model = cell.train.batch * (2 * cell.task.N + 1) * model.d_model * 4  # bytes of one [b, T, d] tensor
+    per_model = cell.train.batch * get_task(cell.task).shape(cell.task).T * model.d_model * 4  # one [b, T, d]
     return max(1, (4 << 20) // per_model)
 
 
@@ -100,10 +101,13 @@ def setup_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int,
     """Task tables, initial weights, optimizer and data streams of stackable cells."""
     dev = resolve_device(str(device))
     if len({chunk_key(c, model) for c in cells}) != 1:
-        raise ValueError("cells of one chunk must share N, L, D, batch, steps, eval_every, n_probe, optimizer")
+        raise ValueError("cells of one chunk must share the task, its shape keys (zipfind.config.STACK_KEYS), "
+                         "batch, steps, eval_every, n_probe and optimizer")
     seeds = [cell_seeds(c, spec_seed) for c in cells]
-    table = make_table([c.task for c in cells], [s["task"] for s in seeds], dev)
-    params = init_params(model, table.D, 2 * table.N + 1, table.L, [s["init"] for s in seeds],
+    task = get_task(cells[0].task)
+    table = task.make_table([c.task for c in cells], [s["task"] for s in seeds], dev)
+    shape = task.shape(cells[0].task)
+    params = init_params(model, shape.n_in, shape.T, shape.n_out, [s["init"] for s in seeds],
                          [c.train.init_scale for c in cells], dev)
     for p in params.values():
         p.requires_grad_(True)
@@ -111,35 +115,28 @@ def setup_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int,
     opt = StackedOptimizer(params, cells[0].train.optimizer, col("lr"), col("beta1"), col("beta2"),
                            col("weight_decay"), col("clip"))
     M = len(cells)
-    return Chunk(list(cells), model, table, params, opt,
+    return Chunk(list(cells), model, task, table, params, opt,
                  gens=[torch.Generator(device=dev).manual_seed(s["data"]) for s in seeds],
-                 buf=draw_buffer(table, cells[0].train.batch),
+                 buf=task.draw_buffer(table, cells[0].train.batch),
                  active=torch.ones(M, dtype=torch.bool, device=dev),
                  div_step=torch.full((M,), -1, dtype=torch.long, device=dev),
                  block=model_block(cells[0], model, dev))
 
 
-def batch_loss(params: Params, model: ModelConfig, batch: Batch) -> torch.Tensor:
-    """Each model's mean cross-entropy on the query label: [M]."""
-    logits = forward(params, batch.tokens, model).logits  # [M, b, L]
-    M = logits.shape[0]
-    return F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(M, -1).mean(1)
-
-
-def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] = batch_loss) -> torch.Tensor:
+def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """One step for every model (sample, forward, backward, update); returns the losses [M], no host sync.
 
     A model whose loss or gradient is not finite is marked inactive and frozen from this step on. `loss_fn`
-    may be a compiled `batch_loss`.
+    (default: the task's loss) may be a compiled one.
     """
-    batch = sample(ch.table, draw(ch.gens, ch.table, ch.buf))
+    loss_fn = loss_fn or ch.task.loss
+    batch = ch.task.train_batch(ch.gens, ch.table, ch.buf)
     M = len(ch.cells)
     losses, grads = [], [[] for _ in ch.params]
     for lo in range(0, M, ch.block):  # blocks of models: independent, so blocking changes no result
         sl = slice(lo, min(lo + ch.block, M))
         part = {k: v[sl] for k, v in ch.params.items()} if ch.block < M else ch.params
-        sub = Batch(*(getattr(batch, f)[sl] for f in ("tokens", "target", "ctx_labels", "classes")))
-        loss = loss_fn(part, ch.model, sub if ch.block < M else batch)
+        loss = loss_fn(part, ch.model, slice_batch(batch, sl) if ch.block < M else batch)
         keep = ch.active[sl] & torch.isfinite(loss)
         for acc, g in zip(grads, torch.autograd.grad(torch.where(keep, loss, torch.zeros_like(loss)).sum(),
                                                      list(part.values()))):
@@ -201,12 +198,11 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
         torch.cuda.reset_peak_memory_stats(dev)
     ch = setup_chunk(cells, model, spec_seed, dev)
     tr, M = cells[0].train, len(cells)
-    probes = {k: sample(ch.table, probe_draws(derive_seed(spec_seed, "probe", k), tr.n_probe, ch.table), k)
-              for k in EVAL_KINDS}
+    probes = ch.task.probes(ch.table, spec_seed, tr.n_probe)
     loss_sum = torch.zeros(M, device=dev)
     n_since = 0
     records: list[tuple[int, list[str], torch.Tensor]] = []  # per checkpoint: step, measure names, [M, measures]
-    ic_correct: list[torch.Tensor] = []  # per checkpoint: [M, n_probe] bool, on the CPU
+    ic_correct: list[torch.Tensor] = []  # per checkpoint: [M, n_probe], on the CPU
     eval_s, prior_wall_s, start = 0.0, 0.0, 1
     ckpts = set(checkpoint_steps(tr.steps, tr.eval_every))
     fingerprint = _fingerprint(cells, model, spec_seed, dev)
@@ -227,7 +223,7 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
     def checkpoint(step: int) -> None:
         nonlocal eval_s, n_since, loss_sum
         te = time.perf_counter()
-        values, correct = evaluate(ch.params, model, probes)
+        values, correct = ch.task.evaluate(ch.params, model, probes)
         if n_since:
             values["train_loss"] = loss_sum / n_since
         values["diverged"] = (~ch.active).float()

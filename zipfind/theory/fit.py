@@ -20,7 +20,7 @@ from scipy.special import log_ndtr
 
 from ..columns import ONSET_COLUMNS
 from .heldout import assign_folds, input_groups, lovo_splits, prediction_stats
-from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model, input_values
+from .models import DEFAULT_INPUTS, INPUT_NAMES, OnsetModel, get_model, input_values, modelled, task_inputs
 
 __all__ = [
     "OnsetData", "ParamEstimate", "ModelFit", "FitReport", "onset_data", "censored_loglik", "fit_model",
@@ -81,7 +81,8 @@ def onset_data(onsets: pd.DataFrame) -> tuple[OnsetData, np.ndarray]:
     budget = onsets["budget"] if "budget" in onsets.columns else onsets["steps"]
     censored = onsets["censored"].astype(bool).to_numpy()
     onset = onsets["onset_step"].to_numpy(dtype=float)
-    keep = censored | (np.isfinite(onset) & (onset > 0))
+    keep = (censored | (np.isfinite(onset) & (onset > 0))) & modelled(onsets)
+    onsets = task_inputs(onsets)
     rows = np.flatnonzero(keep)
     inputs = {}
     for name in INPUT_NAMES:
@@ -685,7 +686,8 @@ def simulate_onsets(
     """Synthetic onsets table: t_obs = t* exp(sigma e), censored where t_obs > budget (for checks of the fitter)."""
     m = model if isinstance(model, OnsetModel) else get_model(model)
     rng = np.random.default_rng(seed)
-    inputs = {c: input_values(c, cells[c].to_numpy()) for c in INPUT_NAMES if c in cells.columns}
+    mapped = task_inputs(cells)
+    inputs = {c: input_values(c, mapped[c].to_numpy()) for c in INPUT_NAMES if c in mapped.columns}
     t_true = m.predict(params, **inputs)
     t_obs = t_true * np.exp(sigma * rng.standard_normal(len(cells)))
     b = np.broadcast_to(np.asarray(budget, dtype=float), t_obs.shape)

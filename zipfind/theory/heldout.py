@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .models import INPUT_NAMES, MODELS, get_model, input_values, resolve_params
+from .models import INPUT_NAMES, MODELS, get_model, input_values, modelled, resolve_params, task_inputs
 
 __all__ = ["input_groups", "assign_folds", "lovo_splits", "prediction_stats", "cell_axes", "validate"]
 
@@ -101,11 +101,13 @@ def validate(onsets: pd.DataFrame, fits: Any, models: Sequence[str] | None = Non
     missing = [c for c in need if c not in onsets.columns]
     if missing:
         raise ValueError(f"onsets table lacks columns {missing}")
+    onsets = onsets[modelled(onsets)]
     names = list(models) if models else [m for m in MODELS if _has_record(fits, m)]
     if axis is None:
         cols = [c for c in (*INPUT_NAMES, "eps") if c in onsets.columns]
         axis = cell_axes(onsets, cols)
-    inputs = {n: input_values(n, onsets[n].to_numpy()) for n in INPUT_NAMES if n in onsets.columns}
+    mapped = task_inputs(onsets)
+    inputs = {n: input_values(n, mapped[n].to_numpy()) for n in INPUT_NAMES if n in mapped.columns}
     censored = onsets["censored"].to_numpy(dtype=bool)
     onset = np.where(censored, np.nan, onsets["onset_step"].to_numpy(dtype=float))
     budget = onsets["budget"].to_numpy(dtype=float)

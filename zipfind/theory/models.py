@@ -18,13 +18,14 @@ import numpy as np
 import sympy as sp
 from sympy import Eq, Max, Piecewise, Rational, S, Sum, Symbol, exp, log, oo
 
-from ..config import TaskConfig, TrainConfig
+from ..config import NOT_MODELLED, THEORY_INPUTS, TaskConfig, TrainConfig
 from . import zipf
 from .compile import Compiled, compile_expr, expgap
 from .zipf import B, K, N, alpha, context, k, p_bursty
 
 __all__ = [
     "L", "p_novel", "lr", "t", "LR_REF", "x_items", "INPUT_NAMES", "DEFAULT_INPUTS", "input_values",
+    "task_inputs", "modelled",
     "Param", "OnsetModel", "Prepared", "MODELS", "get_model", "predict_onset", "resolve_params", "expgap",
 ]
 
@@ -45,6 +46,32 @@ DEFAULT_INPUTS: dict[str, Any] = {
     "lr": TrainConfig().lr,
 }
 IGNORED_INPUTS = ("eps",)  # accepted for convenience, used by no model yet
+
+
+def task_inputs(frame: Any) -> Any:
+    """A cells or onsets table with each task's columns copied to the theory inputs they stand for
+    (zipfind.config.THEORY_INPUTS; the token task's alphabet V is the label space L); unchanged without `task`."""
+    if "task" not in frame.columns:
+        return frame
+    out = frame.copy()
+    for kind, mapping in THEORY_INPUTS.items():
+        rows = (out["task"] == kind).to_numpy()
+        for name, col in mapping.items():
+            if rows.any() and col in out.columns:
+                if name not in out.columns:
+                    out[name] = np.nan
+                out.loc[rows, name] = out.loc[rows, col]
+    return out
+
+
+def modelled(frame: Any) -> np.ndarray:
+    """Rows whose data law the models describe (zipfind.config.NOT_MODELLED: e.g. English word frequencies,
+    which are not Zipf(alpha))."""
+    keep = np.ones(len(frame), dtype=bool)
+    for col, values in NOT_MODELLED.items():
+        if col in frame.columns:
+            keep &= ~frame[col].isin(values).to_numpy()
+    return keep
 
 
 def input_values(name: str, values: Any) -> np.ndarray:

@@ -3,7 +3,7 @@
 Classes k = 1..K have probability p_k = k^-alpha / H_K(alpha). Each statistic exists twice, side by side: an exact
 sympy expression in the module-level symbols (``EXPRESSIONS``) and a vectorised numpy function that broadcasts its
 arguments and stays accurate (relative error < 1e-9) for K up to 1e6 and alpha in [0, 3]. Statistics of a context
-take the engine's context law (``context``: "iid", the anchors' law, or "distinct", see zipfind.data.sample);
+take the engine's context law (``context``: "iid", the anchors' law, or "distinct", see zipfind.tasks.classification.sample);
 the "distinct" law's query-class law comes from successive-sampling inclusion probabilities, computed exactly
 (`successive_inclusion`) for K <= 65536. Derivations and the error of each large-K asymptotic: theory/zipf.md.
 Longer than most modules (~560 lines) because every statistic is written twice, exactly and numerically.
@@ -44,7 +44,7 @@ __all__ = [
     "with_bursty_law",
 ]
 
-CONTEXT_LAWS = ("iid", "distinct")  # how a bursty context's N/B slots are drawn (zipfind.data.sample)
+CONTEXT_LAWS = ("iid", "distinct")  # how a bursty context's N/B slots are drawn (zipfind.tasks.classification.sample)
 MAX_K_DISTINCT = 65536  # the "distinct" law's inclusion probabilities are computed exactly up to this K
 
 # ---------------------------------------------------------------------------------------------------------------

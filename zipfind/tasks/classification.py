@@ -1,4 +1,5 @@
-"""The task sampler: Zipf class tables and bursty in-context classification sequences, batched over M models.
+"""The classification task: Zipf class tables, bursty in-context classification sequences, their probe sets and
+measures, batched over M models.
 
 Every model m owns a task instance (class means, label vectors, Zipf class probabilities; K padded with
 zero-probability classes), a context law ("iid" or "distinct" slots, see `sample`) and a random stream. Per step,
@@ -14,33 +15,22 @@ class k (0-based Zipf rank) has label k mod L. Position codes are added by the m
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import TaskConfig
+from ..config import Cell, ModelConfig, TaskConfig
+from ..law import ZipfLaw, bursty_layout, derive_seed, distinct, make_law, slots, without, zipf_probs
+from ..measures import copy_scores, head_scores
+from ..model import Params, forward
+from .base import Shape, Task
 
 Kind = Literal["train", "ic", "ic2", "iw"]
 EVAL_KINDS: tuple[Kind, ...] = ("ic", "ic2", "iw")
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any tuple of values (stable across runs and machines)."""
-    blob = repr(parts).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") >> 1
-
-
-def zipf_probs(alpha: Tensor, K: Tensor, K_max: int) -> Tensor:
-    """p_k ∝ (k+1)^-alpha for k < K, 0 beyond; [M] -> [M, K_max] float64."""
-    k = torch.arange(1, K_max + 1, dtype=torch.float64, device=alpha.device)  # [K_max]
-    w = k[None, :] ** (-alpha.to(torch.float64)[:, None])  # [M, K_max]
-    w = torch.where(k[None, :] <= K[:, None], w, torch.zeros_like(w))
-    return w / w.sum(1, keepdim=True)
 
 
 @dataclass(frozen=True)
@@ -49,10 +39,7 @@ class TaskTable:
 
     means: Tensor  # [M, K_max, D] class means (zero rows beyond each model's K)
     labels: Tensor  # [M, L, D] label vectors
-    probs: Tensor  # [M, K_max] float64 class probabilities
-    cdf_lo: Tensor  # [M, K_max] float64 exclusive cumulative probability
-    cdf_hi: Tensor  # [M, K_max] float64 inclusive cumulative probability (last real class = 1)
-    K: Tensor  # [M] long
+    law: ZipfLaw  # class probabilities and context laws
     B: Tensor  # [M] long copies per class in a bursty context (0: none)
     p_bursty: Tensor  # [M]
     p_novel: Tensor  # [M]
@@ -61,12 +48,14 @@ class TaskTable:
     L: int
     D: int
     needs_novel: tuple[bool, ...]  # per model: p_novel > 0 (host-side, so sampling never syncs)
-    distinct: tuple[bool, ...]  # per model: context law "distinct" (host-side copy of law_distinct)
-    law_distinct: Tensor  # [M] bool: slots drawn without replacement ("distinct"), else i.i.d. ("iid")
 
     @property
     def M(self) -> int:
         return self.means.shape[0]
+
+    @property
+    def probs(self) -> Tensor:
+        return self.law.probs  # [M, K_max] float64
 
 
 def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.device | str) -> TaskTable:
@@ -82,15 +71,10 @@ def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.
         labels[m] = torch.randn(L, D, generator=g) / math.sqrt(D)
     col = lambda name, dt=torch.float32: torch.tensor([getattr(t, name) for t in tasks], dtype=dt, device=device)
     K = col("K", torch.long)
-    probs = zipf_probs(col("alpha", torch.float64), K, K_max)
-    cdf_hi = probs.cumsum(1)
-    cdf_hi = torch.minimum(cdf_hi / cdf_hi.gather(1, (K - 1)[:, None]), torch.ones_like(cdf_hi))
-    return TaskTable(means=means.to(device), labels=labels.to(device), probs=probs, cdf_lo=cdf_hi - probs,
-                     cdf_hi=cdf_hi, K=K, B=col("B", torch.long), p_bursty=col("p_bursty"),
-                     p_novel=col("p_novel"), eps=col("eps"), N=N, L=L, D=D,
-                     needs_novel=tuple(t.p_novel > 0 for t in tasks),
-                     distinct=tuple(t.context == "distinct" for t in tasks),
-                     law_distinct=torch.tensor([t.context == "distinct" for t in tasks], device=device))
+    law = make_law(zipf_probs(col("alpha", torch.float64), K, K_max), K, [t.context for t in tasks])
+    return TaskTable(means=means.to(device), labels=labels.to(device), law=law, B=col("B", torch.long),
+                     p_bursty=col("p_bursty"), p_novel=col("p_novel"), eps=col("eps"), N=N, L=L, D=D,
+                     needs_novel=tuple(t.p_novel > 0 for t in tasks))
 
 
 @dataclass(frozen=True)
@@ -152,49 +136,6 @@ def probe_draws(seed: int, n: int, table: TaskTable) -> Draws:
     return split_draws(z, N, D, L, True)
 
 
-def _without(table: TaskTable, u: Tensor, chosen: Tensor | None) -> Tensor:
-    """Classes drawn from p with the classes in `chosen` removed (renormalised).
-
-    u [M, b, n] uniforms; chosen [M, b, j] distinct class ids, or None. Returns [M, b, n] long. Inverse CDF of
-    the remaining mass: x in [0, 1 - S) is mapped past the removed classes' intervals. With the removed classes
-    sorted, removed class i sits at g_i = lo_i - (mass of removed classes before it) on the compressed axis, g is
-    non-decreasing, and x skips exactly the removed classes with g_i <= x; so one comparison does it.
-    """
-    M, b, n = u.shape
-    x = u.to(torch.float64)
-    if chosen is not None and chosen.shape[-1]:
-        c = chosen.sort(-1).values  # [M, b, j]
-        flat = c.reshape(M, -1)
-        pc = table.probs.gather(1, flat).view_as(c)  # [M, b, j]
-        before = pc.cumsum(-1)  # mass of removed classes up to and including i
-        g = table.cdf_lo.gather(1, flat).view_as(c) - (before - pc)  # [M, b, j]
-        x = x * (1.0 - before[..., -1:])
-        skipped = (g[..., None, :] <= x[..., None]).sum(-1)  # [M, b, n] removed classes below x
-        shift = torch.cat([torch.zeros_like(before[..., :1]), before], -1).gather(-1, skipped)
-        x = x + shift
-    idx = torch.searchsorted(table.cdf_hi, x.reshape(M, -1).contiguous(), right=True).view(M, b, n)
-    return torch.minimum(idx, (table.K - 1)[:, None, None])
-
-
-def _distinct(table: TaskTable, u: Tensor) -> Tensor:
-    """Successive sampling without replacement: u [M, b, n] -> n distinct classes per sequence, [M, b, n]."""
-    out = torch.empty(u.shape, dtype=torch.long, device=u.device)
-    out[..., :1] = _without(table, u[..., :1], None)
-    for j in range(1, u.shape[-1]):
-        out[..., j : j + 1] = _without(table, u[..., j : j + 1], out[..., :j])
-    return out
-
-
-def _slots(table: TaskTable, u: Tensor) -> Tensor:
-    """Classes of the context slots under each model's law, u [M, b, n] -> [M, b, n]: i.i.d. from p ("iid", the
-    anchors' law) or successive sampling without replacement ("distinct")."""
-    iid = _without(table, u, None)
-    if not any(table.distinct):
-        return iid
-    dist = _distinct(table, u)
-    return dist if all(table.distinct) else torch.where(table.law_distinct[:, None, None], dist, iid)
-
-
 @dataclass(frozen=True)
 class Batch:
     tokens: Tensor  # [M, b, T, D] content of every token
@@ -229,25 +170,21 @@ def sample(table: TaskTable, z: Draws, kind: Kind = "train") -> Batch:
 
     one = torch.ones(M, dtype=torch.long, device=dev)
     Bp = one if kind in ("ic", "ic2") else torch.maximum(table.B, one)  # [M] copies per class
-    slot = torch.arange(N, device=dev)[None, :] // Bp[:, None]  # [M, N] class slot of each position
-    perm = u_perm.argsort(-1)  # [M, b, N] shuffle of positions
-    ctx_slot = slot[:, None, :].expand(M, b, N).gather(2, perm)  # [M, b, N]
-    n_slots = (N // Bp).to(u_q.dtype)[:, None]  # [M, 1]
-    q_slot = torch.minimum((u_q * n_slots).long(), (N // Bp)[:, None] - 1)  # [M, b]
+    ctx_slot, q_slot = bursty_layout(Bp, N, u_perm, u_q)  # [M, b, N], [M, b]
 
     if kind == "iw":
-        q_cls = _without(table, u_iid[..., N:], None)  # [M, b, 1]
-        ctx_cls = _without(table, u_iid[..., :N], q_cls)  # [M, b, N]
+        q_cls = without(table.law, u_iid[..., N:], None)  # [M, b, 1]
+        ctx_cls = without(table.law, u_iid[..., :N], q_cls)  # [M, b, N]
         is_bursty = is_novel = torch.zeros(M, b, dtype=torch.bool, device=dev)
         iid_cls = torch.cat([ctx_cls, q_cls], -1)
     else:
         if kind == "ic":
             dist = torch.zeros_like(ctx_slot)  # fresh classes: slot ids only
         elif kind == "ic2":
-            dist = _distinct(table, u_dist)  # N distinct known classes, under either law
+            dist = distinct(table.law, u_dist)  # N distinct known classes, under either law
         else:
-            dist = _slots(table, u_dist)  # [M, b, N] class of each slot (the first N/B are used)
-        iid_cls = _without(table, u_iid, None) if kind == "train" else dist[..., :1].expand(M, b, N + 1)
+            dist = slots(table.law, u_dist)  # [M, b, N] class of each slot (the first N/B are used)
+        iid_cls = without(table.law, u_iid, None) if kind == "train" else dist[..., :1].expand(M, b, N + 1)
         if kind == "train":
             is_bursty = (u_bursty < table.p_bursty[:, None]) & (table.B[:, None] > 0)
             is_novel = u_novel < table.p_novel[:, None]
@@ -282,3 +219,91 @@ def sample(table: TaskTable, z: Draws, kind: Kind = "train") -> Batch:
     torch.addcmul(mu * c1, z.item, c2, out=tokens[:, :, 0::2])
     tokens[:, :, 1::2] = F.embedding(rows(lab[..., :N], L), table.labels.flatten(0, 1))
     return Batch(tokens=tokens, target=lab[..., N], ctx_labels=lab[..., :N], classes=keys)
+
+
+# -- measures ------------------------------------------------------------------------------------------------------
+
+
+def circuit_scores(params: Params, cfg: ModelConfig, batch: Batch, attn: Tensor, resid: Tensor) -> dict[str, Tensor]:
+    """Per-head scores [M] from one forward's internals on a probe batch (attn [M, layers, H, b, T, T]).
+
+    Olsson et al. (2022) adapted to this task, per layer l and head h (1-based names):
+    - prev_token_LlHh: attention from each label token to its own item token (the token before it);
+    - prefix_match_LlHh: attention mass from the query to the label tokens that follow context items of the
+      query's class, divided by the ideal mass 1; averaged over sequences that have such a target;
+    - copying_LlHh: zipfind.measures.copy_scores at the context label tokens, for their labels.
+    """
+    M, layers, H, b, T, _ = attn.shape
+    N = (T - 1) // 2
+    lab_pos = torch.arange(N, device=attn.device) * 2 + 1  # label token of pair j
+    item_pos = lab_pos - 1
+    prev = attn[..., lab_pos, item_pos].mean((-1, -2))  # [M, layers, H]
+    q_row = attn[..., T - 1, :][..., lab_pos]  # [M, layers, H, b, N] query -> each label token
+    match = batch.ctx_match[:, None, None].to(attn.dtype)  # [M, 1, 1, b, N]
+    has = batch.ctx_match.any(-1).to(attn.dtype)  # [M, b]
+    mass = (q_row * match).sum(-1)  # [M, layers, H, b]
+    prefix = (mass * has[:, None, None]).sum(-1) / has.sum(-1).clamp(min=1)[:, None, None]
+    copy = copy_scores(params, cfg, resid[:, :, :, lab_pos], batch.ctx_labels)  # [M, layers, H]
+    return head_scores(prev, prefix, copy)
+
+
+@torch.no_grad()
+def evaluate(params: Params, cfg: ModelConfig, probes: Mapping[str, Batch]) -> tuple[dict[str, Tensor], Tensor]:
+    """All measures [M] on the probe sets, one batched forward per set; also IC correctness [M, n_probe].
+
+    Behaviour (per evaluation set IC / IC2 / IW): accuracy and loss; on IC also context-label accuracy (the
+    prediction is *some* label present in the context: Reddy's slow-phase measure); circuit scores on IC.
+    """
+    out: dict[str, Tensor] = {}
+    ic_correct = None
+    for kind, batch in probes.items():
+        res = forward(params, batch.tokens, cfg, internals=(kind == "ic"))
+        M, b, L = res.logits.shape
+        pred = res.logits.argmax(-1)  # [M, b]
+        correct = pred == batch.target
+        out[f"{kind}_acc"] = correct.float().mean(1)
+        out[f"{kind}_loss"] = F.cross_entropy(res.logits.reshape(M * b, L), batch.target.reshape(-1),
+                                              reduction="none").view(M, b).mean(1)
+        if kind == "ic":
+            ic_correct = correct
+            out["ic_ctx_acc"] = (pred[..., None] == batch.ctx_labels).any(-1).float().mean(1)
+            out.update(circuit_scores(params, cfg, batch, res.attn, res.resid))
+    return out, ic_correct
+
+
+def make_probes(table: TaskTable, spec_seed: int, n: int) -> dict[str, Batch]:
+    """The IC, IC2 and IW probe sets (one fixed draw per kind from the spec seed)."""
+    return {k: sample(table, probe_draws(derive_seed(spec_seed, "probe", k), n, table), k) for k in EVAL_KINDS}
+
+
+def train_batch(gens: Sequence[torch.Generator], table: TaskTable, buf: Tensor) -> Batch:
+    return sample(table, draw(gens, table, buf))
+
+
+def batch_loss(params: Params, model: ModelConfig, batch: Batch) -> Tensor:
+    """Each model's mean cross-entropy on the query label: [M]."""
+    logits = forward(params, batch.tokens, model).logits  # [M, b, L]
+    M = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(M, -1).mean(1)
+
+
+def model_bytes(cell: Cell, model: ModelConfig) -> int:
+    """Estimated peak bytes one model needs while training (parameters, optimizer state, activations, probes).
+
+    An upper bound by tensor count with a 1.5x allowance: 66 MB for the quick config, against 7.7 MB measured
+    by `zipfind bench` on an H100 for training steps alone (the probe sets, 6.6 MB, and the evaluation pass
+    come on top; each chunk's measured peak is recorded in the manifest on CUDA). It errs large so that a
+    default chunk does not run out of memory.
+    """
+    t, r = cell.task, cell.train
+    T, d, D, Lyr = 2 * t.N + 1, model.d_model, t.D, model.layers
+    n_params = D * d + T * d + Lyr * 4 * d * d + d * t.L
+    act = r.batch * T * (d * (6 * Lyr + 2) + 3 * D) + r.batch * model.heads * T * T * Lyr * 3
+    probes = 3 * r.n_probe * T * (D + d * (Lyr + 2)) + r.n_probe * model.heads * T * T * Lyr
+    table = t.K * D + 3 * t.K * 2
+    return int(1.5 * 4 * (4 * n_params + act + probes + table))
+
+
+TASK = Task(name="classification", shape=lambda t: Shape(n_in=t.D, T=2 * t.N + 1, n_out=t.L),
+            make_table=make_table, draw_buffer=draw_buffer, train_batch=train_batch, probes=make_probes,
+            loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes)
