@@ -236,3 +236,62 @@ def test_forward_on_token_ids_equals_one_hot_vectors():
     torch.testing.assert_close(ids, hot, rtol=1e-5, atol=1e-6)
     last = forward(params, docs.tokens, cfg).logits
     torch.testing.assert_close(last, ids[:, :, -1], rtol=1e-5, atol=1e-6)
+
+
+def test_token_sweep_end_to_end_through_the_cli(tmp_path):
+    """A token sweep writes the same onsets columns as a classification sweep, plus `task`; the figures and the
+    theory take it (the alphabet V standing for the label space L)."""
+    import tomllib
+
+    from typer.testing import CliRunner
+
+    import zipfind
+    from zipfind.cli import app
+    from zipfind.columns import ONSET_COLUMNS
+    from zipfind.config import dump_toml
+    from zipfind.theory.models import task_inputs
+
+    raw = {**TOK_SPEC, "name": "tok", "grid": {"alpha": [0.0, 2.0], "B": [2, 3]}}
+    raw.pop("cells")
+    spec_path = tmp_path / "tok.toml"
+    spec_path.write_text(dump_toml(raw))
+    assert tomllib.loads(spec_path.read_text())["task"]["kind"] == "tokens"
+    runner = CliRunner()
+    res = runner.invoke(app, ["sweep", str(spec_path), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    run = zipfind.load(tmp_path / "run")
+    assert list(run.onsets.columns[-len(ONSET_COLUMNS):]) == list(ONSET_COLUMNS)
+    assert (run.onsets["task"] == "tokens").all() and "L" not in run.onsets and "V" in run.onsets
+    mapped = task_inputs(run.onsets)
+    assert (mapped["L"] == run.onsets["V"]).all() and (mapped["B"] == run.onsets["B"] - 1).all()
+    for args in (["plot", "phase-diagram"], ["plot", "curves", "--measures", "ic_acc,icl_score"]):
+        res = runner.invoke(app, [*args, str(tmp_path / "run"), "-o", str(tmp_path / f"{args[1]}.png")])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / f"{args[1]}.png").stat().st_size > 10_000
+
+
+def test_task_comparison_draws_a_panel_per_run_with_fitted_curves_and_english():
+    from zipfind.plots.tasks import task_comparison
+
+    def table(task, frequencies=None):
+        rows = []
+        for i, (a, b) in enumerate([(a, b) for a in (0.0, 1.0, 2.0) for b in (2, 4)]):
+            rows.append({"cell": i, "task": task, "alpha": a, "B": b, "K": 256, "N": 8, "V": 8, "L": 32,
+                         "onset_step": 300.0 * (1 + a) / b if a < 2 else np.nan, "onset_lo": 250.0,
+                         "onset_hi": 400.0, "censored": a >= 2, "budget": 2800.0, "frequencies": "zipf"})
+        rows.append({**rows[0], "cell": 6, "frequencies": "english", "onset_step": 500.0})
+        return pd.DataFrame(rows)
+
+    value = lambda v: {"value": v, "lo": None, "hi": None, "fixed": False}  # noqa: E731
+    fits = [{"model": "M0", "params": {"c0": value(6.0), "c_N": value(1.0), "c_B": value(-1.0),
+                                       "c_alpha": value(0.5), "c_K": value(0.0), "sigma": value(0.2)},
+             "heldout_grouped_median_abs_log_err": 0.1}]
+    fig = task_comparison({"classification": (table("classification"), None), "tokens": (table("tokens"), fits)},
+                          english_alpha=1.05)
+    axes = {ax.get_label(): ax for ax in fig.axes if ax.get_label().startswith("tasks:")}
+    assert set(axes) == {"tasks:classification", "tasks:tokens"}
+    gids = {a.get_gid() for a in axes["tasks:tokens"].get_children()}
+    assert {"english-alpha", "censored-cell", "english-onset", "fit:M0"} <= gids
+    assert "fit:M0" not in {a.get_gid() for a in axes["tasks:classification"].get_children()}
+    curve = next(a for a in axes["tasks:tokens"].get_lines() if a.get_gid() == "fit:M0")
+    assert np.all(np.diff(curve.get_ydata()) > 0)  # c_alpha > 0: later onsets at larger alpha

@@ -67,6 +67,7 @@ class Baseline:
     measure: str
     value: Callable[[Mapping], float]
     style: str = ":"
+    task: str = "classification"  # the task (a cell's `task` column) whose measure this is
 
 
 BASELINES: tuple[Baseline, ...] = (
@@ -74,6 +75,8 @@ BASELINES: tuple[Baseline, ...] = (
     Baseline("ic_copy", "copy a context label 1/N", "ic_acc", lambda r: ic_copy(r["N"]), "-."),
     Baseline("ctx_chance", "chance N/L", "ic_ctx_acc", lambda r: ctx_chance(r["N"], r["L"]), ":"),
     Baseline("iw_majority", "majority label", "iw_acc", lambda r: iw_majority(r["alpha"], r["K"], r["L"]), "--"),
+    Baseline("ic_letter_chance", "chance 1/V", "ic_acc", lambda r: 1.0 / r["V"], ":", task="tokens"),
+    Baseline("iw_letter_chance", "chance 1/V", "iw_acc", lambda r: 1.0 / r["V"], ":", task="tokens"),
 )
 """Every baseline, keyed by the measure it belongs to (final_* columns use the same ones)."""
 
@@ -84,8 +87,9 @@ def baselines_for(measure: str, row: Mapping) -> dict[str, float]:
     Baselines whose parameters the row lacks are left out."""
     measure = measure.removeprefix("final_")
     out = {}
+    task = row.get("task", "classification")
     for b in BASELINES:
-        if b.measure == measure:
+        if b.measure == measure and b.task == task:
             try:
                 out[b.name] = b.value(row)
             except KeyError:

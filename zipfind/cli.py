@@ -419,14 +419,16 @@ def _parse_where(where: Optional[str]) -> Optional[dict]:
     return sel
 
 
-def _curves(run_dir: Path, output: Optional[Path], where: Optional[str], hue: Optional[str]) -> Path:
+def _curves(run_dir: Path, output: Optional[Path], where: Optional[str], hue: Optional[str],
+            measures: Optional[str] = None) -> Path:
     from .plots import learning_curves
 
     run = _run_with_onsets(run_dir)
+    names = [m.strip() for m in measures.split(",") if m.strip()] if measures is not None else None
     try:
-        fig = learning_curves(run.metrics, run.onsets, where=_parse_where(where), hue=hue)
+        fig = learning_curves(run.metrics, run.onsets, where=_parse_where(where), hue=hue, measures=names)
     except ValueError as e:
-        fail(f"--where/--hue: {e}")
+        fail(f"--where/--hue/--measures: {e}")
     path = _figure_path(run_dir, output, "curves")
     _save(fig, path)
     return path
@@ -439,9 +441,32 @@ def plot_curves(
     where: Annotated[Optional[str], typer.Option(help="Select cells, e.g. alpha=1,B=2.")] = None,
     hue: Annotated[Optional[str], typer.Option(help="Overlay cells coloured by this axis (one panel per "
                                                     "measure).")] = None,
+    measures: Annotated[Optional[str], typer.Option(help="Measures to draw, e.g. ic_acc,icl_score,rep_loss "
+                                                         "(default: IC, IW, context-label accuracy and induction "
+                                                         "score, those the run has).")] = None,
 ) -> None:
-    """IC, IW, context-label accuracy and induction score against step, onset and interval marked."""
-    _curves(run_dir, output, where, hue)
+    """Measures against step (IC, IW, context-label accuracy and induction score by default), onset marked."""
+    _curves(run_dir, output, where, hue, measures)
+
+
+@plot_app.command("tasks")
+def plot_tasks(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, one panel each (e.g. a classification "
+                                                        "and a token sweep).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Figure file (.png, .pdf or .svg).")],
+) -> None:
+    """Onset against alpha for several runs side by side, each with its best fitted model; English marked."""
+    from .english import english_alpha
+    from .plots.tasks import task_comparison
+
+    runs = [_run_with_onsets(d) for d in run_dirs]
+    panels = {f"{r.spec.name} ({r.spec.task.kind})": (r.onsets, r.fits) for r in runs}
+    en = [a for a in (english_alpha(r.onsets) for r in runs) if a is not None]
+    try:
+        fig = task_comparison(panels, english_alpha=en[0] if en else None)
+    except ValueError as e:
+        fail(f"run directories: {e}")
+    _save(fig, _figure_path(run_dirs[0], output, "tasks"))
 
 
 @plot_app.command("fit")

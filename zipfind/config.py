@@ -13,7 +13,7 @@ import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Callable, Literal, get_args
 
 
 Readout = Literal["linear", "mlp"]
@@ -66,8 +66,13 @@ TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
 """[task] keys that only one kind reads; a spec of another kind may not set them (and its tables omit them)."""
 STACK_KEYS: dict[str, tuple[str, ...]] = {"classification": ("N", "L", "D"), "tokens": ("N", "V", "max_word_len")}
 """Per kind, the task values that fix tensor shapes: cells stack in one chunk only where they are equal."""
-THEORY_INPUTS: dict[str, dict[str, str]] = {"classification": {}, "tokens": {"L": "V"}}
-"""Per kind, the theory input a task column stands for (tokens: the continuation's label space is the alphabet)."""
+THEORY_INPUTS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "classification": {},
+    "tokens": {"L": lambda t: t["V"], "B": lambda t: (t["B"] - 1).clip(lower=0)},
+}
+"""Per kind, the theory inputs its cells stand for, as functions of the cells table (theory/tokens.md): in the
+token task the continuation's label space is the alphabet (L = V), and a word repeated B times in a document is
+a query with B - 1 earlier copies in its context (B = 1: no repeats, the classification task's B = 0)."""
 NOT_MODELLED: dict[str, tuple[str, ...]] = {"frequencies": ("english",)}
 """Cells whose word law is not Zipf(alpha): the theory neither fits nor predicts them."""
 

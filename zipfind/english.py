@@ -48,3 +48,13 @@ def zipf_exponent(freqs: np.ndarray, lo: int = 1, hi: int | None = None) -> floa
     f = np.sort(np.asarray(freqs, dtype=float))[::-1][lo - 1 : hi]
     r = np.arange(lo, lo + f.size, dtype=float)
     return float(-np.polyfit(np.log(r), np.log(f), 1)[0])
+
+
+def english_alpha(cells) -> float | None:
+    """The Zipf exponent fitted to wordfreq's frequencies of the English lexicon a cells or onsets table uses
+    (its first English-lexicon cell's K and word lengths); None when no cell uses the English lexicon."""
+    if "lexicon" not in cells.columns or not (cells["lexicon"] == "english").any():
+        return None
+    row = cells[cells["lexicon"] == "english"].iloc[0]
+    return zipf_exponent(english_words(int(row["K"]), int(row["word_len"]),
+                                       max(int(row["word_len"]), int(row["word_len_max"])))[1])

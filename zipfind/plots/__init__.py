@@ -1,7 +1,7 @@
 """Figures for zipfind: phase diagrams, learning curves and theory overlays.
 
 Modules: ``style`` (names, formats, figure plumbing), ``phase`` (phase diagram), ``curves`` (learning curves),
-``overlay`` (fit overlay). The numbers they draw come from upstream: seed medians from
+``overlay`` (fit overlay), ``tasks`` (runs side by side against α). The numbers they draw come from upstream: seed medians from
 :func:`zipfind.survival.seed_summary`, baselines from :mod:`zipfind.baselines`, held-out statistics from
 :func:`zipfind.theory.heldout.prediction_stats`, the theory grid from :func:`zipfind.theory.choose.theory_grid`.
 
@@ -18,6 +18,7 @@ For programmatic inspection (tests, notebooks) the artists carry names: data axe
 from .curves import learning_curves
 from .overlay import fit_overlay
 from .phase import phase_diagram, phase_table
+from .tasks import task_comparison
 from .style import AXIS_LABELS, MEASURE_LABELS, _fmt_steps, axis_label, measure_label  # noqa: F401
 
 
@@ -30,4 +31,5 @@ __all__ = [
     "phase_diagram",
     "learning_curves",
     "fit_overlay",
+    "task_comparison",
 ]

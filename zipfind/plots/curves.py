@@ -55,17 +55,22 @@ def _cell_title(row: pd.Series, axes_: Sequence[str]) -> str:
     return ", ".join(_assign_label(c, row[c]) for c in cols) or f"cell {int(row['cell'])}"
 
 
+DEFAULT_MEASURES = ("ic_acc", "iw_acc", "ic_ctx_acc", "induction_score")
+"""Measures drawn when none are named (those the run has: the token task has no ic_ctx_acc)."""
+
+
 def learning_curves(
     metrics: pd.DataFrame,
     onsets: pd.DataFrame,
     *,
     where: Mapping[str, object] | None = None,
     hue: str | None = None,
-    measures: Sequence[str] = ("ic_acc", "iw_acc", "ic_ctx_acc", "induction_score"),
+    measures: Sequence[str] | None = None,
     logx: bool = True,
     max_panels: int = 48,
 ) -> Figure:
-    """Training curves of the chosen measures against step, with the detected onset and its interval marked.
+    """Training curves of the chosen measures (default: DEFAULT_MEASURES) against step, with the detected onset
+    and its interval marked.
 
     `where` selects cells by the onsets table's columns (`{"B": 2, "alpha": [0.5, 1.0]}`). Without `hue`, one
     panel per cell shows every measure; the onset is a dashed vertical line with its interval shaded, and a
@@ -77,10 +82,10 @@ def learning_curves(
     _require(metrics, ["cell", "step", "measure", "value"], "the metrics table")
     _require(onsets, ["cell", "onset_step", "censored", "budget"], "the onsets table")
     chosen = _select(onsets, where).sort_values("cell")
-    measures = list(measures)
+    present = set(metrics["measure"].unique())
+    measures = [m for m in DEFAULT_MEASURES if m in present] if measures is None else list(measures)
     if not measures:
         raise ValueError("measures: empty — name at least one measure of the metrics table")
-    present = set(metrics["measure"].unique())
     absent = [m for m in measures if m not in present]
     if absent:
         raise ValueError(f"measures: {absent} not in the metrics table; it has {sorted(present)}")

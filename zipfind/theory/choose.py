@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .models import INPUT_NAMES, predict_onset
+from .models import INPUT_NAMES, modelled, predict_onset, task_inputs
 
 __all__ = ["best_model", "theory_grid"]
 
@@ -42,6 +42,7 @@ def theory_grid(onsets: pd.DataFrame, model: str, params: object, *, x: str = "a
     missing = [c for c in (x, y, "budget") if c not in onsets.columns]
     if missing:
         raise ValueError(f"the onsets table lacks column(s) {missing}")
+    onsets = task_inputs(onsets[modelled(onsets)])
     xs = np.linspace(onsets[x].min(), onsets[x].max(), n)
     ys = np.linspace(onsets[y].min(), onsets[y].max(), n)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))

@@ -49,18 +49,20 @@ IGNORED_INPUTS = ("eps",)  # accepted for convenience, used by no model yet
 
 
 def task_inputs(frame: Any) -> Any:
-    """A cells or onsets table with each task's columns copied to the theory inputs they stand for
-    (zipfind.config.THEORY_INPUTS; the token task's alphabet V is the label space L); unchanged without `task`."""
+    """A cells or onsets table with each task's inputs replaced by the theory inputs they stand for
+    (zipfind.config.THEORY_INPUTS: in the token task L = V and B - 1 earlier copies); unchanged without `task`."""
     if "task" not in frame.columns:
         return frame
     out = frame.copy()
     for kind, mapping in THEORY_INPUTS.items():
         rows = (out["task"] == kind).to_numpy()
-        for name, col in mapping.items():
-            if rows.any() and col in out.columns:
-                if name not in out.columns:
-                    out[name] = np.nan
-                out.loc[rows, name] = out.loc[rows, col]
+        if not rows.any():
+            continue
+        values = {name: f(frame[rows]) for name, f in mapping.items()}  # all from the task's own columns
+        for name, v in values.items():
+            if name not in out.columns:
+                out[name] = np.nan
+            out.loc[rows, name] = v
     return out
 
 
