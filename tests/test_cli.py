@@ -86,11 +86,12 @@ def test_choice_keys_accept_exactly_the_listed_values(key, section):
     from typing import get_args
 
     from zipfind import optim
-    from zipfind.config import (CHOICES, ContextLaw, Frequencies, Lexicon, Optimizer, Readout, SpecError, TaskKind,
-                                parse_spec)
+    from zipfind.config import (CHOICES, ContextLaw, Frequencies, Lexicon, Optimizer, Readout, SaveWeights,
+                                SpecError, TaskKind, parse_spec)
 
     assert CHOICES == {"readout": get_args(Readout), "optimizer": get_args(Optimizer), "context": get_args(ContextLaw),
-                       "kind": get_args(TaskKind), "lexicon": get_args(Lexicon), "frequencies": get_args(Frequencies)}
+                       "kind": get_args(TaskKind), "lexicon": get_args(Lexicon), "frequencies": get_args(Frequencies),
+                       "save": get_args(SaveWeights)}
     assert optim.OptimizerName is Optimizer
     base = tomllib.loads(BASE)
     for value in CHOICES[key]:

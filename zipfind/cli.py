@@ -148,7 +148,9 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
                     console.print(f"plan: {f['cells']:,} cells in {f['chunks']:,} chunks of up to {f['max_models']} "
                                   f"models; about {f['chunk_bytes'] / 2**30:.2f} GB per chunk at most, "
                                   f"{f['free_bytes'] / 2**30:.1f} GB free; training about {when} (timed on this "
-                                  "device; evaluation adds 10-20%)")
+                                  "device; evaluation adds 10-20%); weights on disk: "
+                                  + (f"{f['weights_bytes'] / 2**20:,.1f} MB (save = {spec.train.save!r})"
+                                     if f["weights_bytes"] else "none (save = 'none')"))
                 elif event == "retrain":
                     console.print(f"retraining chunk {f['chunk']}: " + "; ".join(f["problems"]))
                 elif event == "start":
@@ -449,6 +451,77 @@ def plot_curves(
     _curves(run_dir, output, where, hue, measures)
 
 
+def _onset_of(run, cell: int) -> tuple[float, float, bool]:
+    """(onset, onset_lo, censored) of a cell from the onsets table (NaN, NaN, True when there is none)."""
+    row = run.onsets[run.onsets["cell"] == cell] if run.onsets is not None else None
+    if row is None or row.empty:
+        return float("nan"), float("nan"), True
+    r = row.iloc[0]
+    return float(r["onset_step"]), float(r["onset_lo"]), bool(r["censored"])
+
+
+def _load(run_dir: Path):
+    from .store import load
+
+    return load(run_dir)
+
+
+CellOpt = Annotated[int, typer.Option("--cell", help="Cell index (see `zipfind onsets DIR`).")]
+
+
+@plot_app.command("attention")
+def plot_attention(
+    run_dir: RunDir,
+    cell: CellOpt,
+    output: OutputOpt = None,
+    steps: Annotated[Optional[str], typer.Option(help="Kept steps to show, e.g. 0,400,3000 (default: before, "
+                                                      "around and after the onset).")] = None,
+    probe: Annotated[str, typer.Option(help="Probe set (classification: ic, ic2, iw; tokens: ic, iw, doc, "
+                                            "rep).")] = "ic",
+    seq: Annotated[int, typer.Option(help="Which probe sequence.")] = 0,
+) -> None:
+    """Every head's attention on one probe sequence at a few steps, tokens labelled, induction targets marked."""
+    from .attention import default_steps
+    from .plots.heads import attention_figure
+
+    with user_errors():
+        run = _load(run_dir)
+        kept = list(run.weights(cell))
+    onset, lo, censored = _onset_of(run, cell)
+    try:
+        chosen = [int(x) for x in steps.split(",")] if steps else default_steps(kept, onset, lo, censored)
+    except ValueError:
+        fail(f"--steps: {steps!r} is not allowed; give kept steps separated by commas, e.g. {kept[0]},{kept[-1]}")
+    if seq < 0 or seq >= run.spec.expand()[cell].train.n_probe:
+        fail(f"--seq: {seq} is not allowed; a probe set has sequences 0-{run.spec.expand()[cell].train.n_probe - 1}")
+    with user_errors():
+        views = {s: run.attention(cell, s, probe, n=seq + 1) for s in chosen}
+    try:
+        first = next(iter(views.values()))
+    except StopIteration:
+        fail("--steps: no step to show")
+    fig = attention_figure({s: v.attn[:, :, seq].numpy() for s, v in views.items()}, first.labels[seq],
+                           first.targets[seq], onset=onset,
+                           title=f"{run.spec.name}, cell {cell}: {probe} probe, sequence {seq}")
+    _save(fig, _figure_path(run_dir, output, f"attention-cell{cell}"))
+
+
+@plot_app.command("heads")
+def plot_heads(run_dir: RunDir, cell: CellOpt, output: OutputOpt = None) -> None:
+    """Every head's previous-token, prefix-matching and copying score over training, the onset marked."""
+    from .plots.heads import heads_figure
+
+    with user_errors():
+        run = _load(run_dir)
+    onset, _, censored = _onset_of(run, cell)
+    try:
+        fig = heads_figure(run.metrics, cell, onset=onset, censored=censored,
+                           title=f"{run.spec.name}, cell {cell}")
+    except ValueError as e:
+        fail(f"--cell: {e}")
+    _save(fig, _figure_path(run_dir, output, f"heads-cell{cell}"))
+
+
 @plot_app.command("tasks")
 def plot_tasks(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, one panel each (e.g. a classification "
@@ -487,6 +560,50 @@ def plot_fit(
         fail(f"--model: {model!r} is not allowed; one of the fitted models {', '.join(names)}")
     _save(fit_overlay(preds, models=[model] if model else None, fits=run.fits, hue="alpha"),
           _figure_path(run_dir, output, "fit"))
+
+
+@app.command()
+def export(
+    run_dir: RunDir,
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="File to write.")],
+    cell: CellOpt,
+    to: Annotated[str, typer.Option("--to", help="safetensors (one model's weights and its spec) or "
+                                                 "transformer-lens (a HookedTransformer's cfg and state dict, "
+                                                 "for torch.load).")] = "safetensors",
+    step: Annotated[Optional[int], typer.Option(help="A kept step (default: the last).")] = None,
+) -> None:
+    """One trained model out of a run, as safetensors or as a TransformerLens HookedTransformer."""
+    import dataclasses
+    import io
+
+    from .store import atomic_write, model_bytes_file
+
+    if to not in ("safetensors", "transformer-lens"):
+        fail(f"--to: {to!r} is not allowed; one of safetensors, transformer-lens")
+    with user_errors():
+        run = _load(run_dir)
+        model = run.model(cell, step)
+        kept = step if step is not None else max(run.weights(cell))
+    if to == "safetensors":
+        c = run.spec.expand()[cell]
+        meta = {"model": dataclasses.asdict(run.spec.model), "task": dataclasses.asdict(c.task),
+                "train": dataclasses.asdict(c.train), "cell": cell, "step": kept, "spec_seed": run.spec.seed}
+        data = model_bytes_file(dict(model.params), meta)
+    else:
+        import torch
+
+        from .interop import hooked_from_params
+
+        try:
+            tl = hooked_from_params(dict(model.params), run.spec.model)
+        except (ImportError, ValueError) as e:
+            fail(f"--to: {e}")
+        buf = io.BytesIO()
+        torch.save({"cfg": tl.cfg.to_dict(), "state_dict": tl.state_dict(), "cell": cell, "step": kept}, buf)
+        data = buf.getvalue()
+    with user_errors():
+        atomic_write(out_path, data)
+    out.print(f"wrote {out_path} (cell {cell}, step {kept}, {to})")
 
 
 @app.command()

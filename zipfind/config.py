@@ -22,6 +22,8 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 """Optimizers of zipfind.optim (the one list: validation and the optimizer read it from here)."""
 ContextLaw = Literal["iid", "distinct"]
 """How a bursty context's N/B slots are drawn: i.i.d. from p (the anchors' law) or without replacement."""
+SaveWeights = Literal["final", "checkpoints", "none"]
+"""Which trained weights a sweep keeps: the last step's, every evaluation checkpoint's, or none."""
 TaskKind = Literal["classification", "tokens"]
 """The tasks of zipfind.tasks: in-context classification, or next-token prediction on documents of words."""
 Lexicon = Literal["random", "english"]
@@ -121,6 +123,9 @@ class TrainConfig:
     # on a GPU and a few on a CPU, and a save (parameters + Adam moments, ~3x the weights) takes well under a
     # second, so at most a few minutes are lost and saving costs < 1% of the time.
     resume_every: int = 500
+    # Trained weights kept in the run directory (weights/chunk-NNNN.safetensors, stacked [M, ...] per step): the
+    # final step's, every evaluation checkpoint's, or none. Set once per spec (not an axis, not a cell column).
+    save: SaveWeights = "final"
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ class Cell:
 
     def params(self) -> dict[str, Any]:
         """Every task and training scalar of the cell (the cells table's columns)."""
-        train = {k: v for k, v in asdict(self.train).items() if k not in RUN_ONLY_KEYS}
+        train = {k: v for k, v in asdict(self.train).items() if k not in ONCE_KEYS}
         return {**task_values(self.task), **train}
 
 
@@ -182,15 +187,18 @@ class Spec:
 TASK_KEYS = {f.name: f.type for f in fields(TaskConfig)}
 MODEL_KEYS = {f.name: f.type for f in fields(ModelConfig)}
 TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
-RUN_ONLY_KEYS = {"resume_every"}  # [train] keys that change how a run goes, not its results: no axis, no column
+RUN_ONLY_KEYS = {"resume_every"}  # [train] keys that change how a run goes, not its results (a resume may change them)
+ONCE_KEYS: dict[str, str] = {  # [train] keys set once per spec: no axis, no cell column (with the reason)
+    "resume_every": "it changes no result", "save": "one run directory keeps one kind of weights"}
 SPEC_ONLY_KEYS = {"kind"}  # [task] keys set once for the whole spec: a chunk holds one task
 AXIS_KEYS = {**{k: v for k, v in TASK_KEYS.items() if k not in SPEC_ONLY_KEYS},
-             **{k: v for k, v in TRAIN_KEYS.items() if k not in RUN_ONLY_KEYS}}
+             **{k: v for k, v in TRAIN_KEYS.items() if k not in ONCE_KEYS}}
 SECTIONS = {"task": TASK_KEYS, "model": MODEL_KEYS, "train": TRAIN_KEYS}
 TOP_KEYS = {"name", "seed", "task", "model", "train", "grid", "cells"}
 CHOICES: dict[str, tuple[str, ...]] = {"readout": get_args(Readout), "optimizer": get_args(Optimizer),
                                        "context": get_args(ContextLaw), "kind": get_args(TaskKind),
-                                       "lexicon": get_args(Lexicon), "frequencies": get_args(Frequencies)}
+                                       "lexicon": get_args(Lexicon), "frequencies": get_args(Frequencies),
+                                       "save": get_args(SaveWeights)}
 
 
 def _default(spec: Spec, key: str) -> Any:
@@ -409,8 +417,8 @@ def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None =
         problems.append(f"[grid]: {graw!r} is not allowed; expected a table of axis = [values]")
         graw = {}
     for k, vals in graw.items():
-        if k in RUN_ONLY_KEYS:
-            problems.append(f"grid.{k}: not an axis; it changes no result, so set it once under [train]")
+        if k in ONCE_KEYS:
+            problems.append(f"grid.{k}: not an axis; {ONCE_KEYS[k]}, so set it once under [train]")
             continue
         if k in SPEC_ONLY_KEYS:
             problems.append(f"grid.{k}: not an axis; one spec trains one task, so set it once under [task]")
@@ -443,8 +451,8 @@ def parse_spec(raw: dict[str, Any], name: str = "spec", cell_limit: int | None =
             continue
         good = {}
         for k, v in c.items():
-            if k in RUN_ONLY_KEYS:
-                problems.append(f"cells[{i}].{k}: not a cell key; it changes no result, so set it once under [train]")
+            if k in ONCE_KEYS:
+                problems.append(f"cells[{i}].{k}: not a cell key; {ONCE_KEYS[k]}, so set it once under [train]")
             elif k in SPEC_ONLY_KEYS:
                 problems.append(f"cells[{i}].{k}: not a cell key; one spec trains one task, so set it under [task]")
             elif not_this_kind(f"cells[{i}].", k):

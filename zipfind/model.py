@@ -146,3 +146,26 @@ def forward(params: Params, tokens: Tensor, cfg: ModelConfig, internals: bool = 
         return Output(logits)
     attn = torch.stack(attns, 1).permute(0, 1, 3, 2, 4, 5)  # [M, layers, H, b, T, T]
     return Output(logits, attn=attn, resid=torch.stack(resids, 1))
+
+
+class OneModel(torch.nn.Module):
+    """One model out of a stack as a plain `nn.Module`: its parameters are the stack's slice (no model dimension)
+    and its forward is zipfind's own, so its outputs equal the stacked model's."""
+
+    def __init__(self, cfg: ModelConfig, params: dict[str, Tensor]):
+        super().__init__()
+        self.cfg = cfg
+        self.params = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone()) for k, v in params.items()})
+
+    def stacked(self) -> Params:
+        """The parameters with a model dimension of 1, as `forward` takes them."""
+        return {k: v[None] for k, v in self.params.items()}
+
+    def forward(self, tokens: Tensor, every_position: bool = False) -> Tensor:
+        """tokens [b, T, D] vectors or [b, T] ids -> logits [b, L] at the last position ([b, T, L] at every one)."""
+        return forward(self.stacked(), tokens[None], self.cfg, every_position=every_position).logits[0]
+
+    @torch.no_grad()
+    def attention(self, tokens: Tensor) -> Tensor:
+        """Attention patterns [layers, H, b, T, T] on tokens [b, T, D] or [b, T]."""
+        return forward(self.stacked(), tokens[None], self.cfg, internals=True).attn[0]

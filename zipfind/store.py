@@ -130,6 +130,53 @@ def chunk_path(run_dir: Path, chunk: int, ext: str) -> Path:
     return Path(run_dir) / "metrics" / f"chunk-{chunk:04d}.{ext}"
 
 
+def weights_path(run_dir: Path, chunk: int) -> Path:
+    """A chunk's trained weights: safetensors, tensors `step{S}/{name}` stacked [M, ...] (`[train] save`)."""
+    return Path(run_dir) / "weights" / f"chunk-{chunk:04d}.safetensors"
+
+
+def weights_bytes(weights: dict[int, dict[str, Any]], cells: list[int]) -> bytes:
+    """The safetensors file of a chunk's kept weights (step -> name -> [M, ...] CPU tensors); the metadata names
+    the chunk's cells in stack order and the kept steps."""
+    from safetensors.torch import save
+
+    tensors = {f"step{step}/{name}": t.contiguous() for step, params in sorted(weights.items())
+               for name, t in params.items()}
+    return save(tensors, metadata={"format": "zipfind-weights-1", "cells": json.dumps(cells),
+                                   "steps": json.dumps(sorted(weights))})
+
+
+def weights_cells(path: Path) -> list[int]:
+    """The cells (in stack order) of a weights file that loads in full; raises if it does not."""
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    load(Path(path).read_bytes())  # every tensor readable
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["cells"])
+
+
+def model_bytes_file(params: dict[str, Any], meta: dict[str, Any]) -> bytes:
+    """One model's parameters (no model dimension) as safetensors, with `meta` (JSON-encoded strings) attached."""
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in params.items()},
+                metadata={"format": "zipfind-model-1", **{k: json.dumps(v) for k, v in meta.items()}})
+
+
+def read_model_file(path: str | Path):
+    """An exported model file (`zipfind export --to safetensors`) as (zipfind.model.OneModel, its metadata)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .config import ModelConfig
+    from .model import OneModel
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: json.loads(v) for k, v in f.metadata().items() if k != "format"}
+    return OneModel(ModelConfig(**meta["model"]), load_file(str(path))), meta
+
+
 def state_path(run_dir: Path, chunk: int) -> Path:
     """Where a chunk's training state is saved while it trains (see train.train_chunk)."""
     return Path(run_dir) / "state" / f"chunk-{chunk:04d}.pt"
@@ -252,7 +299,7 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
             raise RunError(f"out: {str(run_dir)!r} holds a run of a different spec; use another --out, "
                            "or --force to discard it and start over")
         stale = [*(run_dir / "metrics").glob("chunk-*"), *(run_dir / "fits").glob("*"), run_dir / "onsets.parquet",
-                 *(run_dir / "state").glob("chunk-*")]
+                 *(run_dir / "state").glob("chunk-*"), *(run_dir / "weights").glob("chunk-*")]
         for p in stale:
             p.unlink(missing_ok=True)
     elif run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir()) and not force:
@@ -270,16 +317,18 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
 
 
 def save_chunk(run_dir: Path, manifest: dict[str, Any], chunk: int, metrics: pd.DataFrame,
-               ic_correct: dict[int, np.ndarray], info: dict[str, Any]) -> None:
-    """Write a finished chunk's files, then mark it done in the manifest with their sizes and checksums (the
-    commit point of a chunk)."""
+               ic_correct: dict[int, np.ndarray], info: dict[str, Any], weights: dict | None = None) -> None:
+    """Write a finished chunk's files (metrics, per-probe IC accuracy, kept weights), then mark it done in the
+    manifest with their sizes and checksums (the commit point of a chunk)."""
     buf = io.BytesIO()
     metrics.to_parquet(buf, index=False)
     npz = io.BytesIO()
     np.savez_compressed(npz, **{f"cell_{c}": v for c, v in ic_correct.items()})
     files = {}
-    for ext, data in (("parquet", buf.getvalue()), ("npz", npz.getvalue())):
-        path = chunk_path(run_dir, chunk, ext)
+    out = [(chunk_path(run_dir, chunk, "parquet"), buf.getvalue()), (chunk_path(run_dir, chunk, "npz"), npz.getvalue())]
+    if weights:
+        out.append((weights_path(run_dir, chunk), weights_bytes(weights, manifest["chunks"][chunk]["cells"])))
+    for path, data in out:
         atomic_write(path, data)
         files[str(path.relative_to(run_dir))] = _digest(data)
     manifest["chunks"][chunk].update(status="done", files=files, **info)
@@ -319,6 +368,65 @@ class Run:
     def predictions(self) -> pd.DataFrame | None:
         p = self.path / "fits" / "predictions.parquet"
         return pd.read_parquet(p) if p.is_file() else None
+
+    def _chunk_of(self, cell: int) -> tuple[dict[str, Any], int]:
+        """The committed chunk holding `cell` and the cell's place in its stack."""
+        if cell not in set(self.cells["cell"]):
+            raise RunError(f"cell: {cell!r} is not allowed; this run has cells 0-{len(self.cells) - 1}")
+        for c in self.manifest["chunks"]:
+            if cell in c["cells"]:
+                if c["status"] != "done":
+                    raise RunError(f"cell: {cell} is in chunk {c['chunk']}, which is not trained yet; run "
+                                   f"`zipfind sweep` on {str(self.path)!r} to finish it")
+                return c, c["cells"].index(cell)
+        raise RunError(f"cell: {cell} is in no chunk of the manifest; run `zipfind repair {self.path}`")
+
+    def weights(self, cell: int) -> dict[int, dict[str, Any]]:
+        """step -> parameter name -> tensor of one model (no model dimension), every step the run kept; the
+        file is verified against the manifest's checksum first."""
+        from safetensors.torch import load
+
+        chunk, m = self._chunk_of(cell)
+        rel = str(weights_path(Path("."), chunk["chunk"]))
+        if rel not in chunk.get("files", {}):
+            raise RunError(f"run directory: {str(self.path)!r} keeps no weights (its spec has [train] save = "
+                           f"{self.spec.train.save!r}); rerun the sweep with save = \"final\" or \"checkpoints\"")
+        data = (self.path / rel).read_bytes() if (self.path / rel).is_file() else b""
+        if _digest(data) != chunk["files"][rel]:
+            raise RunError(f"run directory: {rel}: missing or corrupted; rerun `zipfind sweep` on "
+                           f"{str(self.path)!r} to retrain the chunk")
+        out: dict[int, dict[str, Any]] = {}
+        for key, t in load(data).items():
+            step, name = key.split("/", 1)
+            out.setdefault(int(step.removeprefix("step")), {})[name] = t[m]
+        return dict(sorted(out.items()))
+
+    def _step(self, cell: int, step: int | None) -> tuple[int, dict[str, Any]]:
+        kept = self.weights(cell)
+        step = max(kept) if step is None else step
+        if step not in kept:
+            shown = ", ".join(map(str, list(kept)[:12])) + (", ..." if len(kept) > 12 else "")
+            raise RunError(f"step: {step!r} is not allowed; the run kept the weights of steps {shown}"
+                           + (" (save = \"checkpoints\" keeps every checkpoint)" if len(kept) == 1 else ""))
+        return step, kept[step]
+
+    def model(self, cell: int, step: int | None = None):
+        """One trained model as a plain `torch.nn.Module` (zipfind.model.OneModel), at `step` (default: the last
+        kept step); its outputs equal the stacked model's."""
+        from .model import OneModel
+
+        return OneModel(self.spec.model, self._step(cell, step)[1])
+
+    def attention(self, cell: int, step: int | None = None, probe: str = "ic", n: int | None = None):
+        """Attention patterns of one model on (the first n sequences of) one of its task's probe sets, with the
+        positions labelled and the induction targets listed (zipfind.attention.ProbeAttention)."""
+        from .attention import probe_attention
+
+        step, params = self._step(cell, step)
+        try:
+            return probe_attention(self.spec, self.spec.expand()[cell], params, step, probe, n)
+        except ValueError as e:
+            raise RunError(str(e)) from None
 
 
 def read_metrics(run_dir: Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -8,6 +8,7 @@ A finished chunk is committed by the manifest update that follows its files; a r
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -24,7 +25,8 @@ from . import store
 from .config import Cell, ModelConfig, Spec
 from .onset import EstimatorName, onsets_table
 from .tasks import get_task
-from .train import chunk_key, resolve_device, train_chunk
+from .model import param_shapes
+from .train import checkpoint_steps, chunk_key, resolve_device, train_chunk
 
 Executor = Literal["local", "ray"]
 Progress = Callable[[str, dict[str, Any]], None]  # (event, fields): plan, retrain, start, chunk_start, step, chunk_done
@@ -120,7 +122,18 @@ def check_resources(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], mode
         raise store.RunError(f"--max-models: a chunk of {max(len(c) for c in chunks)} models needs about {gb(need)} "
                              f"but {device} has {gb(free)} free; use --max-models {fit} or fewer")
     return {"cells": len(cells), "chunks": len(chunks), "max_models": max(len(c) for c in chunks),
-            "chunk_bytes": need, "free_bytes": free}
+            "chunk_bytes": need, "free_bytes": free, "weights_bytes": sum(weights_disk_bytes(c, model) for c in cells)}
+
+
+def weights_disk_bytes(cell: Cell, model: ModelConfig) -> int:
+    """Bytes the run directory keeps of one cell's weights under its `[train] save` (float32, every parameter at
+    every kept step: the final one, or every evaluation checkpoint)."""
+    if cell.train.save == "none":
+        return 0
+    s = get_task(cell.task).shape(cell.task)
+    n = sum(math.prod(shape) for shape, _ in param_shapes(model, s.n_in, s.T, s.n_out).values())
+    kept = len(checkpoint_steps(cell.train.steps, cell.train.eval_every)) if cell.train.save == "checkpoints" else 1
+    return 4 * n * kept
 
 
 def _stored_plan(out: Path, spec: Spec) -> list[list[int]] | None:
@@ -171,7 +184,7 @@ def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, c
                 "peak_mem_mb_per_model": res.peak_mem_mb_per_model,
                 "diverged": {str(c): s for c, s in res.diverged_at.items() if s is not None}}
         with lock:
-            store.save_chunk(out, manifest, i, res.metrics, res.ic_correct, info)
+            store.save_chunk(out, manifest, i, res.metrics, res.ic_correct, info, res.weights)
             store.state_path(out, i).unlink(missing_ok=True)  # committed: its training state is no longer needed
         emit("chunk_done", {"chunk": i, **info})
 
@@ -251,9 +264,10 @@ def repair(run_dir: str | Path, max_models: int = 64) -> dict[str, Any]:
     with store.run_lock(run_dir):
         spec = store.read_spec(run_dir)
         cells = spec.expand()
-        found: list[tuple[Path, Path, list[int]]] = []
+        found: list[tuple[list[Path], list[int]]] = []  # per chunk that verifies: its files, its cells
         for pq in sorted((run_dir / "metrics").glob("chunk-*.parquet")):
             npz = pq.with_suffix(".npz")
+            wts = store.weights_path(run_dir, int(pq.stem.split("-")[1]))
             try:
                 df = pd.read_parquet(pq)
                 with np.load(npz) as z:
@@ -261,20 +275,23 @@ def repair(run_dir: str | Path, max_models: int = 64) -> dict[str, Any]:
                 members = sorted(int(c) for c in df["cell"].unique())
                 complete = all(0 <= c < len(cells) and df.loc[df.cell == c, "step"].max() == cells[c].train.steps
                                for c in members)
+                if spec.train.save != "none":  # the chunk's weights must be there and be this chunk's
+                    complete &= store.weights_cells(wts) == members
             except Exception:  # unreadable: not a chunk that verifies
                 members, keys, complete = [], [None], False
+            files = [pq, npz] + ([wts] if spec.train.save != "none" else [])
             if complete and members == keys:
-                found.append((pq, npz, members))
+                found.append((files, members))
             else:
-                pq.unlink(missing_ok=True)
-                npz.unlink(missing_ok=True)
-        claimed = {c for _, _, m in found for c in m}
+                for f in (pq, npz, wts):
+                    f.unlink(missing_ok=True)
+        claimed = {c for _, m in found for c in m}
         rest = [c for c in cells if c.index not in claimed]
         chunks: list[dict[str, Any]] = []
-        for i, (pq, npz, members) in enumerate(found):
+        for i, (srcs, members) in enumerate(found):
             files = {}
-            for src, ext in ((pq, "parquet"), (npz, "npz")):
-                dst = store.chunk_path(run_dir, i, ext)
+            for src, dst in zip(srcs, (store.chunk_path(run_dir, i, "parquet"), store.chunk_path(run_dir, i, "npz"),
+                                       store.weights_path(run_dir, i))):
                 if src != dst:
                     os.replace(src, dst)
                 files[str(dst.relative_to(run_dir))] = store._digest(dst.read_bytes())

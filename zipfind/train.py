@@ -47,6 +47,7 @@ class ChunkResult:
     wall_s: float
     eval_s: float  # of which spent in evaluation
     peak_mem_mb_per_model: float | None  # CUDA allocator peak / M; None on a CPU
+    weights: dict[int, dict[str, torch.Tensor]]  # step -> parameter -> [M, ...] on the CPU (`[train] save`)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -79,6 +80,14 @@ class Chunk:
     active: torch.Tensor  # [M] bool: not diverged
     div_step: torch.Tensor  # [M] long: first step with a non-finite loss or gradient, -1 if none
     block: int  # models per forward/backward pass (see model_block)
+
+
+def cell_probes(spec_or_seed, cell: Cell, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """One cell's probe sets (model dimension 1), exactly as its chunk evaluated them."""
+    spec_seed = spec_or_seed if isinstance(spec_or_seed, int) else spec_or_seed.seed
+    task = get_task(cell.task)
+    table = task.make_table([cell.task], [cell_seeds(cell, spec_seed)["task"]], resolve_device(str(device)))
+    return task.probes(table, spec_seed, cell.train.n_probe)
 
 
 def model_block(cell: Cell, model: ModelConfig, device: torch.device) -> int:
@@ -203,6 +212,7 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
     n_since = 0
     records: list[tuple[int, list[str], torch.Tensor]] = []  # per checkpoint: step, measure names, [M, measures]
     ic_correct: list[torch.Tensor] = []  # per checkpoint: [M, n_probe], on the CPU
+    weights: dict[int, dict[str, torch.Tensor]] = {}  # kept steps' parameters, on the CPU
     eval_s, prior_wall_s, start = 0.0, 0.0, 1
     ckpts = set(checkpoint_steps(tr.steps, tr.eval_every))
     fingerprint = _fingerprint(cells, model, spec_seed, dev)
@@ -217,7 +227,7 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
             g.set_state(s)  # a CPU byte tensor, also for a CUDA generator
         ch.active, ch.div_step = state["active"].to(dev), state["div_step"].to(dev)
         loss_sum, n_since = state["loss_sum"].to(dev), state["n_since"]
-        records, ic_correct = state["records"], state["ic_correct"]
+        records, ic_correct, weights = state["records"], state["ic_correct"], state.get("weights", {})
         eval_s, prior_wall_s, start = state["eval_s"], state["wall_s"], state["step"] + 1
 
     def checkpoint(step: int) -> None:
@@ -230,6 +240,8 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
         names = list(values)
         records.append((step, names, torch.stack([values[k].float() for k in names], 1).cpu()))  # [M, measures]
         ic_correct.append(correct.cpu())
+        if tr.save == "checkpoints" or (tr.save == "final" and step == tr.steps):
+            weights[step] = {k: p.detach().cpu().clone() for k, p in ch.params.items()}
         loss_sum, n_since = torch.zeros(M, device=dev), 0
         eval_s += time.perf_counter() - te
 
@@ -240,7 +252,7 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
             "opt_t": ch.opt.t, "opt_m": ch.opt.m, "opt_v": ch.opt.v,
             "gens": [g.get_state() for g in ch.gens],
             "active": ch.active, "div_step": ch.div_step, "loss_sum": loss_sum, "n_since": n_since,
-            "records": records, "ic_correct": ic_correct,
+            "records": records, "ic_correct": ic_correct, "weights": weights,
             "eval_s": eval_s, "wall_s": prior_wall_s + time.perf_counter() - t0})
 
     if start == 1:
@@ -269,4 +281,5 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
         wall_s=prior_wall_s + time.perf_counter() - t0,
         eval_s=eval_s,
         peak_mem_mb_per_model=torch.cuda.max_memory_allocated(dev) / M / 2**20 if dev.type == "cuda" else None,
+        weights=weights,
     )

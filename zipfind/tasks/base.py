@@ -47,6 +47,9 @@ class Task:
     ic_acc: it feeds the onset's probe bootstrap)."""
     model_bytes: Callable[[Cell, ModelConfig], int]
     """Estimated peak bytes of one training model (an upper bound; see zipfind.sweep.check_resources)."""
+    view: Callable[[Any, int], tuple[list[str], dict[int, list[int]]]]
+    """(probe batch, sequence i of model 0) -> (a label per position, query position -> the key positions a
+    perfect induction head attends to): for attention pictures."""
 
 
 def slice_batch(batch: Any, sl: slice) -> Any:

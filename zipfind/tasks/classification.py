@@ -304,6 +304,16 @@ def model_bytes(cell: Cell, model: ModelConfig) -> int:
     return int(1.5 * 4 * (4 * n_params + act + probes + table))
 
 
+def view(batch: Batch, i: int) -> tuple[list[str], dict[int, list[int]]]:
+    """Labels of sequence i (items by class, "new" for fresh classes; labels by index) and the query's
+    induction targets: the label tokens after context items of its class."""
+    cls, labs = batch.classes[0, i].tolist(), batch.ctx_labels[0, i].tolist()
+    name = lambda k: f"c{k}" if k >= 0 else f"new{-1 - k}"  # noqa: E731
+    labels = [x for k, lab in zip(cls[:-1], labs) for x in (name(k), f"→{lab}")] + [f"q {name(cls[-1])}"]
+    T = len(labels)
+    return labels, {T - 1: [2 * j + 1 for j, k in enumerate(cls[:-1]) if k == cls[-1]]}
+
+
 TASK = Task(name="classification", shape=lambda t: Shape(n_in=t.D, T=2 * t.N + 1, n_out=t.L),
             make_table=make_table, draw_buffer=draw_buffer, train_batch=train_batch, probes=make_probes,
-            loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes)
+            loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes, view=view)

@@ -211,6 +211,7 @@ class Docs:
     rank: Tensor  # [M, b, T] lexicon rank of the target's word (-1: fresh word or none)
     rel_rank: Tensor  # [M, b, T] rank / K (float; -1: fresh word or none)
     words: Tensor  # [M, b, N] word of each slot: lexicon rank, or -1 - (code) for a fresh word
+    V: int  # letters (token ids 0..V-1; then SEP, BOS, PAD)
 
 
 def assemble(table: TokenTable, letters: Tensor, length: Tensor, key: Tensor) -> Docs:
@@ -247,7 +248,7 @@ def assemble(table: TokenTable, letters: Tensor, length: Tensor, key: Tensor) ->
         out[name] = buf.scatter_(2, flat(tpos), flat(a))[..., :T]
     nxt = torch.cat([tokens[..., 1:], torch.full_like(tokens[..., :1], PAD)], -1)
     target = torch.where(nxt == PAD, -1, nxt)
-    return Docs(tokens=tokens, target=target, words=key, **out)
+    return Docs(tokens=tokens, target=target, words=key, V=table.V, **out)
 
 
 def sample(table: TokenTable, u: Tensor, kind: Kind = "train") -> Docs:
@@ -298,7 +299,7 @@ def repeated_tokens(table: TokenTable, u: Tensor) -> Docs:
     second = ((pos >= n) & (pos < 2 * n)).expand(M, b, T)  # targets in the second copy
     none = torch.full((M, b, T), -1, dtype=torch.long, device=dev)
     return Docs(tokens=tokens, target=torch.where(nxt == PAD, -1, nxt), inner=second, repeat=second,
-                slot=none, rank=none, rel_rank=none.double(), words=none[..., :0])
+                slot=none, rank=none, rel_rank=none.double(), words=none[..., :0], V=table.V)
 
 
 # -- loss and measures ---------------------------------------------------------------------------------------------
@@ -404,5 +405,16 @@ def model_bytes(cell: Cell, model: ModelConfig) -> int:
     return int(1.5 * 4 * (4 * n_params + act + probes + table))
 
 
+def view(docs: Docs, i: int) -> tuple[list[str], dict[int, list[int]]]:
+    """Labels of document i (letters a, b, ...; SEP "_", BOS "^", PAD ".") and, at every position whose target is
+    scored in context (a later letter of a repeated word, or the second copy of the repeated-tokens probe), its
+    induction targets: the positions right after earlier occurrences of the current token."""
+    tok = docs.tokens[0, i].tolist()
+    SEP, BOS, PAD = special_tokens(docs.V)
+    labels = [{SEP: "_", BOS: "^", PAD: "."}.get(t, chr(ord("a") + t) if t < 26 else str(t)) for t in tok]
+    scored = (docs.repeat & docs.inner & (docs.target >= 0))[0, i].tolist()
+    return labels, {p: [q for q in range(1, p + 1) if tok[q - 1] == tok[p]] for p, s_ in enumerate(scored) if s_}
+
+
 TASK = Task(name="tokens", shape=shape, make_table=make_table, draw_buffer=draw_buffer, train_batch=train_batch,
-            probes=make_probes, loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes)
+            probes=make_probes, loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes, view=view)
