@@ -163,7 +163,7 @@ def test_phase_diagram_5x3_cells_colours_annotations_and_censoring():
     (ic_ax,) = data_axes(fig, "final_ic_acc")
     (iw_ax,) = data_axes(fig, "final_iw_acc")
     # baselines: IC chance 1/L and copy 1/N in the title and on the colour bar; each IW cell's majority level
-    assert ic_ax.get_title() == "final IC accuracy\nchance 1/L 0.0312, copy 1/N 0.125"
+    assert ic_ax.get_title() == "final IC accuracy\nchance 1/L 0.0312, copy a context label 1/N 0.125"
     acc_bar = next(c for c in cbars if c.get_ylabel() == "final accuracy")
     levels = {ln.get_gid(): ln.get_ydata()[0] for ln in acc_bar.lines}
     assert levels == {"baseline:ic_chance": 1 / 32, "baseline:ic_copy": 1 / 8}

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from ..baselines import ic_chance, ic_copy, iw_majority
+from ..baselines import BASELINES, baselines_for, iw_majority
 from ..survival import seed_summary
 from .style import (
     _RC, _as_list, _assign_label, _categories, _fmt_steps, _fmt_value, _ink_for, _legend, _new_figure, _require,
@@ -228,7 +228,7 @@ def phase_diagram(
                 else:
                     mesh = _heatmap(ax, grid, xcats, ycats, cmap=acc_cmap_, norm=acc_norm)
                     _annotate_values(ax, grid, acc_cmap_, acc_norm)
-                    if panel.value == "final_iw_acc" and "iw_majority" in sub:
+                    if panel.value == "final_iw_acc" and "iw_majority" in sub and sub["iw_majority"].notna().any():
                         _annotate_majority(ax, _grid(sub, "iw_majority", x, y, xcats, ycats), grid, acc_cmap_,
                                            acc_norm)
                 meshes[panel.kind].append(mesh)
@@ -240,7 +240,7 @@ def phase_diagram(
                     title += f" (median of {n_seeds_max} seeds)"
                 if panel.value == "final_ic_acc" and ic_levels:
                     title += "\n" + ", ".join(f"{label} {v:.3g}" for label, v in ic_levels.values())
-                if panel.value == "final_iw_acc" and "iw_majority" in sub:
+                if panel.value == "final_iw_acc" and "iw_majority" in sub and sub["iw_majority"].notna().any():
                     title += "\n(small: majority-label level)"
                 ax.set_title(f"{facet_title}\n{title}" if facet_title else title)
                 ax.set_xlabel(axis_label(x))
@@ -309,12 +309,13 @@ def _annotate_onsets(ax, sub, x, y, xcats, ycats, cmap, norm, legend_handles) ->
 
 
 def _ic_levels(onsets: pd.DataFrame) -> dict[str, tuple[str, float]]:
-    """IC accuracy baselines common to every cell, name -> (label, level); left out where L or N vary."""
-    out = {}
-    for col, name, label, fn in (("L", "ic_chance", "chance 1/L", ic_chance), ("N", "ic_copy", "copy 1/N", ic_copy)):
-        if col in onsets and onsets[col].nunique() == 1:
-            out[name] = (label, fn(onsets[col].iloc[0]))
-    return out
+    """IC accuracy baselines of the cells' task (zipfind.baselines) common to every cell, name -> (label, level);
+    left out where they vary (e.g. with L or N)."""
+    labels = {b.name: b.label for b in BASELINES}
+    levels = [baselines_for("ic_acc", row) for row in onsets.to_dict("records")]
+    if not levels:
+        return {}
+    return {n: (labels[n], v) for n, v in levels[0].items() if all(lv.get(n) == v for lv in levels)}
 
 
 def _annotate_majority(ax, majority: np.ndarray, acc: np.ndarray, cmap, norm) -> None:
