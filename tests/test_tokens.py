@@ -56,7 +56,7 @@ def _split(seq, sep):
 
 
 def test_documents_have_n_words_each_followed_by_sep_then_padding():
-    table = _table([{"word_len": 2, "word_len_max": 4}])
+    table = _table([{"word_len": 2, "word_len_max": 4, "K": 30}])
     docs = _docs(table, 200)
     lex = {tuple(w[w < table.V].tolist()) for w in table.words[0]}
     for words in _words(table, docs, 0):
@@ -296,3 +296,25 @@ def test_task_comparison_draws_a_panel_per_run_with_fitted_curves_and_english():
     assert "fit:M0" not in {a.get_gid() for a in axes["tasks:classification"].get_children()}
     curve = next(a for a in axes["tasks:tokens"].get_lines() if a.get_gid() == "fit:M0")
     assert np.all(np.diff(curve.get_ydata()) > 0)  # c_alpha > 0: later onsets at larger alpha
+
+
+def test_spec_refuses_lexicons_that_leave_no_fresh_word_or_exceed_exact_draws():
+    """Every word length keeps a string outside the lexicon (else a "fresh" word could be a lexicon word), and
+    word codes stay within the 2^53 integers a float64 uniform indexes exactly (else fresh words are not uniform)."""
+    with pytest.raises(SpecError) as e:
+        parse_spec({"task": {**BASE, "V": 4, "word_len": 2, "word_len_max": 4, "K": 100}})
+    assert e.value.problems == ["K: 100 is not allowed; the 16 strings of 2 letters could all be lexicon words, "
+                                "leaving no fresh word of that length; need K < 16 or a longer word_len"]
+    with pytest.raises(SpecError) as e:
+        parse_spec({"task": {**BASE, "V": 64, "word_len": 10, "K": 8}})
+    assert e.value.problems[0].startswith("word_len: 10 is not allowed; (V + 1)^length must stay <= 2^53")
+    table = _table([{"V": 4, "word_len": 2, "word_len_max": 4, "K": 15, "p_novel": 1.0}])
+    lex = {tuple(w[w < 4].tolist()) for w in table.words[0, :15]}
+    assert not lex & {w for ws in _words(table, _docs(table, 500), 0) for w in ws}
+
+
+def test_masked_means_ignore_non_finite_values_outside_the_mask():
+    x = torch.tensor([[1.0, float("nan"), 3.0, float("inf")]])
+    mask = torch.tensor([[True, False, True, False]])
+    assert tk._masked_mean(x, mask, 1).item() == 2.0
+    assert math.isnan(tk._masked_mean(x, torch.zeros_like(mask), 1).item())

@@ -225,6 +225,6 @@ def test_attention_view_marks_the_induction_targets(runs):
     n = (T - 1) // 2
     tok = pa.tokens[0].tolist()
     assert pa.attn.shape == (2, 2, 3, T, T) and pa.labels[0][0] == "^"
-    assert set(pa.targets[0]) == set(range(n, 2 * n))  # every position whose next token is in the second copy
+    assert set(pa.targets[0]) == set(range(n + 1, 2 * n))  # every position whose target is r_2..r_n of the copy
     for q, keys in pa.targets[0].items():
-        assert all(tok[k - 1] == tok[q] for k in keys) and (q == n or q - n + 1 in keys)
+        assert all(tok[k - 1] == tok[q] for k in keys) and q - n + 1 in keys

@@ -321,8 +321,8 @@ MAX_WORD_LEN = 12  # longest word of the token task: token strings are coded as 
 
 
 def _check_tokens(task: TaskConfig, bad) -> None:
-    if task.N < 2:
-        bad("N", task.N, "a document needs at least 2 words (the IC probe repeats words)")
+    if task.N < 3:
+        bad("N", task.N, "a document needs at least 3 words (Olsson's ICL score compares the second with the last)")
     if task.K < task.N:
         bad("K", task.K, f"need K >= N = {task.N}: a document of N distinct words must exist")
     if task.word_len < 2:
@@ -330,9 +330,13 @@ def _check_tokens(task: TaskConfig, bad) -> None:
                                        "after a word's first)")
     if task.word_len_max and task.word_len_max < task.word_len:
         bad("word_len_max", task.word_len_max, f"must be 0 (= word_len) or >= word_len = {task.word_len}")
+    length_key = "word_len_max" if task.word_len_max else "word_len"
     if task.max_word_len > MAX_WORD_LEN:
-        bad("word_len_max" if task.word_len_max else "word_len", task.max_word_len,
-            f"words may have at most {MAX_WORD_LEN} letters")
+        bad(length_key, task.max_word_len, f"words may have at most {MAX_WORD_LEN} letters")
+    elif task.V >= 1 and (task.V + 1) ** task.max_word_len > 2**53:
+        bad(length_key, task.max_word_len, f"(V + 1)^length must stay <= 2^53 (words are coded as integers that "
+                                           f"float64 uniforms index exactly); with V = {task.V} at most "
+                                           f"{int(53 / math.log2(task.V + 1))} letters")
     if task.frequencies == "english" and task.lexicon != "english":
         bad("frequencies", task.frequencies, "English frequencies need lexicon = 'english'")
     if task.frequencies == "english" and task.alpha != 0:
@@ -342,26 +346,26 @@ def _check_tokens(task: TaskConfig, bad) -> None:
         from .english import ALPHABET, MissingExtra, english_words
         if task.V != len(ALPHABET):
             bad("V", task.V, f"the English lexicon is spelled in {len(ALPHABET)} letters: V = {len(ALPHABET)}")
-        elif task.max_word_len <= MAX_WORD_LEN and task.word_len >= 2:
+        elif 2 <= task.word_len <= task.max_word_len <= MAX_WORD_LEN:
             try:
-                n = len(english_words(task.K, task.word_len, task.max_word_len)[0])
+                words = english_words(task.K, task.word_len, task.max_word_len)[0]
             except MissingExtra as e:
                 bad("lexicon", task.lexicon, str(e).split("; ", 1)[1])
             else:
-                if n < task.K:
-                    bad("K", task.K, f"wordfreq has only {n} English words of {task.word_len}-"
-                                     f"{task.max_word_len} letters; use K <= {n} or a wider word_len range")
+                if len(words) < task.K:
+                    bad("K", task.K, f"wordfreq has only {len(words)} English words of {task.word_len}-"
+                                     f"{task.max_word_len} letters; use K <= {len(words)} or a wider word_len range")
     elif not 2 <= task.V <= 256:
         bad("V", task.V, "the alphabet needs 2 to 256 tokens")
     elif 2 <= task.word_len <= task.max_word_len <= MAX_WORD_LEN:
         strings = sum(task.V**n for n in range(task.word_len, task.max_word_len + 1))
-        if (task.V + 1) ** task.max_word_len >= 2**62:
-            bad("word_len_max" if task.word_len_max else "word_len", task.max_word_len,
-                f"(V + 1)^length must stay below 2^62 (words are coded as integers); use shorter words or a "
-                "smaller V")
-        elif strings < 2 * task.K:
+        if strings < 2 * task.K:
             bad("K", task.K, f"{strings} strings of {task.word_len}-{task.max_word_len} letters over V = "
                              f"{task.V} cannot hold K words and as many novel ones; need K <= {strings // 2}")
+        elif task.V**task.word_len <= task.K:
+            bad("K", task.K, f"the {task.V**task.word_len} strings of {task.word_len} letters could all be lexicon "
+                             f"words, leaving no fresh word of that length; need K < {task.V**task.word_len} or "
+                             "a longer word_len")
 
 
 CELL_LIMIT = 100_000  # a spec with more cells is refused unless the caller lifts the limit (`zipfind sweep --yes`)

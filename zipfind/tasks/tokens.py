@@ -19,8 +19,8 @@ Probe sets (one fixed draw each, shared by all models) and their measures:
   in-weights); ``iw_acc_common`` (ranks < K/16) and ``iw_acc_rare`` (ranks >= K/2) split it by frequency.
 - ``doc``: documents of the training law: ``val_loss``, and Olsson's ``icl_score``: the loss on the last word's
   tokens minus the loss on the second word's (negative: later tokens are easier, the context helps).
-- ``rep``: Olsson's repeated random tokens, BOS r_1..r_n r_1..r_n: ``rep_acc``/``rep_loss`` on the second
-  half, and per head: previous-token (attention from each token to the one before it), prefix-matching
+- ``rep``: Olsson's repeated random tokens, BOS r_1..r_n r_1..r_n: ``rep_acc``/``rep_loss`` on r_2..r_n of the
+  second copy, and per head: previous-token (attention from each token to the one before it), prefix-matching
   (attention from each second-half token to the tokens that follow earlier occurrences of it; ideal mass 1)
   and copying (zipfind.measures.copy_scores at the first half, raising its own token).
 """
@@ -137,6 +137,8 @@ def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.
             lengths[m, k] = len(w)
             by_len.setdefault(len(w), []).append(sum(c * pw for c, pw in zip(w, powers)))
         for ln, cs in by_len.items():
+            if len(cs) >= V**ln:  # validation rules it out (zipfind.config._check_tokens); fresh words need room
+                raise ValueError(f"every {ln}-letter string is a lexicon word: no fresh word of that length")
             codes[m, ln - Lmin, : len(cs)] = torch.tensor(sorted(cs))
             n_of_len[m, ln - Lmin] = len(cs)
     col = lambda name, dt=torch.float32: torch.tensor([getattr(t, name) for t in tasks], dtype=dt, device=device)
@@ -296,7 +298,8 @@ def repeated_tokens(table: TokenTable, u: Tensor) -> Docs:
     tokens[..., n + 1 : 2 * n + 1] = r
     nxt = torch.cat([tokens[..., 1:], torch.full_like(tokens[..., :1], PAD)], -1)
     pos = torch.arange(T, device=dev)
-    second = ((pos >= n) & (pos < 2 * n)).expand(M, b, T)  # targets in the second copy
+    second = ((pos > n) & (pos < 2 * n)).expand(M, b, T)  # targets r_2..r_n of the second copy (induction can
+    # predict them; r_1 follows r_n only in the repeat itself)
     none = torch.full((M, b, T), -1, dtype=torch.long, device=dev)
     return Docs(tokens=tokens, target=torch.where(nxt == PAD, -1, nxt), inner=second, repeat=second,
                 slot=none, rank=none, rel_rank=none.double(), words=none[..., :0], V=table.V)
@@ -309,7 +312,7 @@ def token_losses(params: Params, model: ModelConfig, docs: Docs, **kw) -> tuple[
     out = forward(params, docs.tokens, model, every_position=True, **kw)
     M, b, T, n_out = out.logits.shape
     ce = F.cross_entropy(out.logits.reshape(-1, n_out), docs.target.clamp_min(0).reshape(-1), reduction="none")
-    ce = ce.view(M, b, T) * (docs.target >= 0)
+    ce = torch.where(docs.target >= 0, ce.view(M, b, T), 0.0)
     return ce, out.logits.argmax(-1), out
 
 
@@ -322,7 +325,8 @@ def batch_loss(params: Params, model: ModelConfig, docs: Docs) -> Tensor:
 def _masked_mean(x: Tensor, mask: Tensor, dims) -> Tensor:
     """Mean of x over mask along dims; NaN where the mask is empty."""
     n = mask.sum(dims)
-    return torch.where(n > 0, (x * mask).sum(dims) / n.clamp_min(1), torch.full_like(n, float("nan"), dtype=x.dtype))
+    total = torch.where(mask, x, 0.0).sum(dims)  # masked-out entries never enter, even if NaN
+    return torch.where(n > 0, total / n.clamp_min(1), torch.full_like(n, float("nan"), dtype=x.dtype))
 
 
 def rep_scores(params: Params, cfg: ModelConfig, docs: Docs, attn: Tensor, resid: Tensor) -> dict[str, Tensor]:
