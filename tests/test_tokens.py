@@ -180,7 +180,7 @@ def test_uniform_predictor_and_uniform_attention_give_the_closed_form_chance_lev
     for k in ("ic_loss", "iw_loss", "val_loss", "rep_loss"):
         assert out[k].item() == pytest.approx(math.log(table.V + 3), rel=1e-6)
     assert out["icl_score"].item() == pytest.approx(0.0, abs=1e-6)
-    T, n = table.T, (table.T - 1) // 2
+    n = (table.T - 1) // 2
     assert out["prev_token_L1H1"].item() == pytest.approx(np.mean([1 / (p + 1) for p in range(1, 2 * n + 1)]),
                                                           rel=1e-5)
     tok = probes["rep"].tokens[0].numpy()

@@ -352,7 +352,8 @@ class Run:
     onsets: pd.DataFrame | None  # the onsets table, None until computed
 
     def ic_correct(self) -> dict[int, np.ndarray]:
-        """cell -> per-probe IC correctness [n_checkpoints, n_probe], for bootstrap intervals."""
+        """cell -> per-probe IC accuracy [n_checkpoints, n_probe] (correctness, or a document's share of correct
+        letters in the token task), for bootstrap intervals."""
         out: dict[int, np.ndarray] = {}
         for f in (chunk_path(self.path, c, "npz") for c in sorted(done_chunks(self.manifest))):
             with np.load(f) as z:

@@ -27,7 +27,6 @@ Probe sets (one fixed draw each, shared by all models) and their measures:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Mapping, Sequence
 
