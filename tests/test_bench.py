@@ -38,12 +38,26 @@ def test_loop_baseline_follows_the_stacked_trajectory():
         torch.testing.assert_close(stacked, looped, rtol=1e-4, atol=1e-5)
 
 
+def test_vmap_ensemble_follows_the_stacked_trajectory():
+    """PyTorch's ensembling recipe on the same weights and data takes the same steps as the stacked engine."""
+    from zipfind.bench import make_vmap
+
+    spec = parse_spec({**TINY, "task": {"K": 128, "N": 4, "L": 8, "D": 15}, "model": {"d_model": 16, "heads": 2},
+                       "train": {"batch": 16, "steps": 4, "eval_every": 2, "lr": 1e-2}})
+    cells = spec.expand()
+    chunk = setup_chunk(cells, spec.model, spec.seed)
+    ens = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, chunk.buf.device)
+    for step in range(1, 9):
+        torch.testing.assert_close(train_step(chunk, step), ens.step(), rtol=1e-4, atol=1e-5)
+
+
 def test_bench_json_has_every_field(tmp_path, monkeypatch):
     """Through the CLI, with a fake clock (the records' arithmetic is checked, not this machine's speed): a
-    stacked step of M models costs 20 ms, drawing its data 5 ms, a loop step (the M models one by one) 10 ms."""
+    stacked step of M models costs 20 ms, drawing its data 5 ms, a loop step (the M models one by one) 10 ms, a
+    vmap-ensemble step 40 ms."""
     import zipfind.bench
 
-    cost = {"stacked": 0.020, "sampling": 0.005, "<lambda>": 0.010}
+    cost = {"stacked": 0.020, "sampling": 0.005, "looped": 0.010, "vmapped": 0.040}
     monkeypatch.setattr(zipfind.bench, "_timed", lambda fn, device, n: n * cost[fn.__name__])
     spec = tmp_path / "b.toml"
     spec.write_text('name = "b"\n[task]\nK = 64\nN = 2\nL = 4\nD = 3\n[model]\nd_model = 4\n'
@@ -54,13 +68,15 @@ def test_bench_json_has_every_field(tmp_path, monkeypatch):
     records = json.loads(res.stdout)
     assert [r["M"] for r in records] == [1, 2]
     fields = {"config", "device", "M", "stacked_model_steps_per_s", "loop_model_steps_per_s", "ratio",
-              "achieved_gflops", "peak_gflops", "peak_fraction", "data_share", "peak_mem_per_model_mb"}
+              "vmap_model_steps_per_s", "ratio_vs_vmap", "achieved_gflops", "peak_gflops", "peak_fraction",
+              "data_share", "peak_mem_per_model_mb"}
     for r in records:
         assert fields <= set(r)
         M = r["M"]
         assert r["stacked_model_steps_per_s"] == pytest.approx(M / 0.020)
         assert r["loop_model_steps_per_s"] == pytest.approx(M / 0.010)
         assert r["ratio"] == pytest.approx(0.010 / 0.020)
+        assert r["vmap_model_steps_per_s"] == pytest.approx(M / 0.040) and r["ratio_vs_vmap"] == pytest.approx(2.0)
         assert r["data_share"] == pytest.approx(0.005 / 0.020)  # data time over step time
         assert r["achieved_gflops"] == pytest.approx(M / 0.020 * r["flops_per_model_step"] / 1e9)
         assert r["peak_gflops"] > 0 and r["stacked_spread"] == 0.0

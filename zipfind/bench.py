@@ -1,9 +1,12 @@
-"""Throughput benchmark: the stacked engine against the loop a researcher would write, side by side.
+"""Throughput benchmark: the stacked engine against the loop a researcher would write, and against PyTorch's
+model-ensembling recipe (torch.func vmap), side by side.
 
-Both sides run full training steps (sampling, forward, backward, optimizer) on the same cells, data streams and
+Every side runs full training steps (sampling, forward, backward, optimizer) on the same cells, data streams and
 initial weights: the stacked side is `train.train_step` on a chunk of M models; the loop side trains M plain
-`PlainTransformer` modules, each with its own `torch.optim.Adam`, one after another in a Python loop. The two
-are timed interleaved in one process after a warm-up, so machine noise hits both alike.
+`PlainTransformer` modules, each with its own `torch.optim.Adam`, one after another in a Python loop; the vmap
+side (`VmapBaseline`) stacks the same modules with `torch.func.stack_module_state` and runs them as one vmapped
+`functional_call` with one Adam. They are timed interleaved in one process after a warm-up, so machine noise
+hits all alike.
 
 FLOP count (`step_flops`): multiply-adds of the stacked forward, times 2 FLOPs each, times 3 for forward plus
 backward; elementwise work (softmax, optimizer) is not counted. Per sequence of T = 2N+1 tokens:
@@ -98,6 +101,51 @@ class LoopBaseline:
             opt.step()
             losses.append(loss.detach())
         return losses
+
+
+@dataclass
+class VmapBaseline:
+    """PyTorch's own model-ensembling recipe, the strongest thing a peer would write: the M plain models' parameters
+    stacked by `torch.func.stack_module_state`, one `vmap` over `functional_call` for the forward, one backward, and
+    one `torch.optim.Adam` over the stacked tensors (so one learning rate for all: the bench cells share theirs).
+    Data come from zipfind's own vectorised sampler, so the comparison is of the model computation alone."""
+
+    base: PlainTransformer  # on the meta device: the architecture functional_call runs
+    params: dict[str, torch.Tensor]  # name -> [M, ...]
+    opt: torch.optim.Optimizer
+    chunk: Chunk  # its task table, generators and buffer: the data path
+
+    def step(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        batch = sample(self.chunk.table, draw(self.chunk.gens, self.chunk.table, self.chunk.buf))
+
+        def loss_one(p, tokens, target):
+            return F.cross_entropy(functional_call(self.base, p, (tokens,)).float(), target)
+
+        with _autocast(self.chunk.buf.device, dtype):
+            losses = vmap(loss_one)(self.params, batch.tokens, batch.target)  # [M]
+        self.opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.opt.step()
+        return losses.detach()
+
+
+def make_vmap(loop: LoopBaseline, cells: Sequence[Cell], model: ModelConfig, spec_seed: int,
+              device: torch.device) -> VmapBaseline:
+    """The vmap ensemble of the loop's modules (same initial weights), on its own copy of the chunk's data streams."""
+    import copy
+
+    from torch.func import stack_module_state
+
+    lrs = {c.train.lr for c in cells}
+    if len(lrs) > 1:
+        raise ValueError(f"the vmap baseline takes one learning rate; the bench cells have {sorted(lrs)}")
+    c = cells[0].train
+    params, _ = stack_module_state(loop.modules)
+    base = copy.deepcopy(loop.modules[0]).to("meta")
+    opt = torch.optim.Adam(params.values(), lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
+    return VmapBaseline(base, params, opt, setup_chunk(cells, model, spec_seed, device))
 
 
 def make_loop(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, chunk: Chunk) -> LoopBaseline:
@@ -201,25 +249,36 @@ def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: boo
     _sync(device)
     # peak memory: CUDA's allocator statistics; a CPU has no such record (NaN rather than a guess)
     mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
-    baseline = make_loop(cells, spec.model, spec.seed, chunk) if loop else None
-    looped = (lambda: baseline.step(amp)) if baseline else None
-    if looped:
+    looped = vmapped = None
+    if loop:
+        baseline = make_loop(cells, spec.model, spec.seed, chunk)
+        ensemble = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, device)
+
+        def looped() -> None:
+            baseline.step(amp)
+
+        def vmapped() -> None:
+            ensemble.step(amp)
+
         looped()
+        vmapped()
     n_s = max(2, math.ceil(min_time / max(_timed(stacked, device, 1), 1e-6)))
     n_l = max(1, math.ceil(min_time / max(_timed(looped, device, 1), 1e-6))) if looped else 0
-    st, lp, ds = [], [], []
-    for _ in range(repeats):  # interleaved, so machine noise hits both sides alike
+    n_v = max(1, math.ceil(min_time / max(_timed(vmapped, device, 1), 1e-6))) if vmapped else 0
+    st, lp, vm, ds = [], [], [], []
+    for _ in range(repeats):  # interleaved, so machine noise hits every side alike
         st.append(M * n_s / _timed(stacked, device, n_s))
         ds.append(_timed(sampling, device, n_s) / (M * n_s / st[-1]))
         if looped:
             lp.append(M * n_l / _timed(looped, device, n_l))
+            vm.append(M * n_v / _timed(vmapped, device, n_v))
     s_med = statistics.median(st)
-    l_med = statistics.median(lp) if lp else float("nan")
-    return {"stacked_model_steps_per_s": s_med, "stacked_spread": (max(st) - min(st)) / s_med,
-            "loop_model_steps_per_s": l_med,
-            "loop_spread": (max(lp) - min(lp)) / l_med if lp else float("nan"),
-            "ratio": s_med / l_med if lp else float("nan"), "data_share": statistics.median(ds),
-            "peak_mem_per_model_mb": mem / M / 2**20}
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs) if xs else float("nan")  # noqa: E731
+    return {"stacked_model_steps_per_s": s_med, "stacked_spread": spread(st),
+            "loop_model_steps_per_s": med(lp), "loop_spread": spread(lp), "ratio": s_med / med(lp),
+            "vmap_model_steps_per_s": med(vm), "vmap_spread": spread(vm), "ratio_vs_vmap": s_med / med(vm),
+            "data_share": statistics.median(ds), "peak_mem_per_model_mb": mem / M / 2**20}
 
 
 def _device_name(device: torch.device) -> str:

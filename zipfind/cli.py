@@ -328,13 +328,14 @@ def bench(
         typer.echo(json.dumps(records, indent=1))
         return
     t = Table(title=f"zipfind bench on {records[0]['device']} ({dtype})")
-    for c in ["config", "M", "stacked steps/s", "loop steps/s", "ratio", "GFLOP/s", "% of peak", "data share",
-              "MB/model"]:
+    for c in ["config", "M", "stacked steps/s", "loop steps/s", "ratio", "vmap steps/s", "vs vmap", "GFLOP/s",
+              "% of peak", "data share", "MB/model"]:
         t.add_column(c, justify="right")
     for r in records:
         t.add_row(r["config"], str(r["M"]),
                   f"{r['stacked_model_steps_per_s']:.1f} ±{100 * r['stacked_spread']:.0f}%",
                   f"{r['loop_model_steps_per_s']:.1f} ±{100 * r['loop_spread']:.0f}%", f"{r['ratio']:.2f}x",
+                  f"{r['vmap_model_steps_per_s']:.1f} ±{100 * r['vmap_spread']:.0f}%", f"{r['ratio_vs_vmap']:.2f}x",
                   f"{r['achieved_gflops']:.1f}", f"{100 * r['peak_fraction']:.0f}% of {r['peak_gflops']:.0f}",
                   f"{100 * r['data_share']:.1f}%", f"{r['peak_mem_per_model_mb']:.1f}")
     out.print(t)
