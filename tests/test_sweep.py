@@ -170,3 +170,44 @@ def test_old_run_directory_loads_and_resumes_under_its_own_law(tmp_path):
     old_onsets = pd.read_parquet(legacy / "onsets.parquet").drop(columns="context")
     old_onsets.to_parquet(legacy / "onsets.parquet", index=False)
     assert set(zipfind.load(legacy).onsets["context"]) == {"distinct"}
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from zipfind.cli import app
+    from zipfind.config import dump_toml
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(dump_toml(TINY))
+    res = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "run"), "--device", "cpu",
+                                   "--max-models", "4", "--threads", "1", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "run").exists()
+    lines = res.output.splitlines()
+    assert lines[0].startswith("plan: 6 cells in 2 chunks of up to 4 models on cpu, 1 threads")
+    assert "MB per model measured" in res.output and "chunk 1: 2 cells (4..5)" in res.output
+
+
+def test_plan_measures_memory_below_the_upper_bound_and_counts_evaluation(tmp_path):
+    from zipfind.sweep import plan_sweep
+
+    spec = parse_spec(SPEC)
+    plan = plan_sweep(spec, tmp_path / "run", device="cpu", max_models=6)
+    assert 0 < plan["bytes_per_model"] * plan["max_models"] < plan["chunk_bytes"]
+    assert plan["est_s"] == pytest.approx(plan["train_s"] + plan["eval_s"]) and plan["eval_s"] > 0
+    assert plan["plan"] == [list(range(6))] and not (tmp_path / "run").exists()
+
+
+def test_available_cores_follow_the_affinity_mask():
+    from zipfind.sweep import available_cores
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this platform")
+    mask = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(mask)})
+        assert available_cores() == 1
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert available_cores() <= len(mask)

@@ -120,19 +120,54 @@ def _print_onsets(onsets, title: str) -> None:
     out.print(t)
 
 
+def _plan_lines(f: dict) -> list[str]:
+    """The plan of a sweep (zipfind.sweep.plan_sweep) in words: chunks, memory, time, disk."""
+    human = lambda s: f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"  # noqa
+    save = f["spec"].train.save
+    return [
+        f"plan: {f['cells']:,} cells in {f['chunks']:,} chunks of up to {f['max_models']} models"
+        + (" (the run's stored plan)" if f["resumed"] else "") + f" on {f['device']}, {f['threads']} threads",
+        f"memory: {f['bytes_per_model'] / 2**20:.1f} MB per model measured, about "
+        f"{f['bytes_per_model'] * f['max_models'] / 2**30:.2f} GB for the largest chunk (checked against an upper "
+        f"bound of {f['chunk_bytes'] / 2**30:.2f} GB; {f['free_bytes'] / 2**30:.1f} GB free)",
+        f"time: about {human(f['est_s'])} ({human(f['train_s'])} training, {human(f['eval_s'])} evaluation; "
+        "timed on this device)",
+        "weights on disk: " + (f"{f['weights_bytes'] / 2**20:,.1f} MB (save = {save!r})" if f["weights_bytes"]
+                               else "none (save = 'none')"),
+    ]
+
+
 def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str, max_models: Optional[int],
-           force: bool, ray_address: Optional[str], yes: bool = False):
+           force: bool, ray_address: Optional[str], yes: bool = False, threads: Optional[int] = None,
+           dry_run: bool = False):
     from .config import CELL_LIMIT, load_spec
-    from .sweep import run_sweep
+    from .sweep import plan_sweep, run_sweep
 
     _check_device(device)
     if executor not in ("local", "ray"):
         fail(f"--executor: {executor!r} is not allowed; one of local, ray")
     if max_models is not None and max_models < 1:
         fail(f"--max-models: {max_models} is not allowed; must be >= 1")
+    if threads is not None and threads < 1:
+        fail(f"--threads: {threads} is not allowed; must be >= 1")
     with user_errors():
         spec = load_spec(spec_path, cell_limit=None if yes else CELL_LIMIT)
         target = out_dir or Path("runs") / spec.name
+        if dry_run:
+            import torch
+
+            from .sweep import available_cores
+
+            torch.set_num_threads(threads or available_cores())
+            plan = plan_sweep(spec, target, device=device, max_models=max_models)
+            for line in _plan_lines(plan):
+                out.print(line)
+            for i, ch in enumerate(plan["plan"][:20]):
+                out.print(f"  chunk {i}: {len(ch)} cells ({ch[0]}..{ch[-1]})")
+            if len(plan["plan"]) > 20:
+                out.print(f"  ... and {len(plan['plan']) - 20} more chunks")
+            out.print(f"dry run: nothing written to {target}")
+            return None
         cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TimeRemainingColumn()]
         with Progress(*cols, console=console, transient=False) as bar:
@@ -143,14 +178,8 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
             def progress(event: str, f: dict) -> None:
                 nonlocal n_done
                 if event == "plan":
-                    est = f["est_s"]
-                    when = f"{est:.0f} s" if est < 120 else f"{est / 60:.0f} min" if est < 7200 else f"{est / 3600:.1f} h"
-                    console.print(f"plan: {f['cells']:,} cells in {f['chunks']:,} chunks of up to {f['max_models']} "
-                                  f"models; about {f['chunk_bytes'] / 2**30:.2f} GB per chunk at most, "
-                                  f"{f['free_bytes'] / 2**30:.1f} GB free; training about {when} (timed on this "
-                                  "device; evaluation adds 10-20%); weights on disk: "
-                                  + (f"{f['weights_bytes'] / 2**20:,.1f} MB (save = {spec.train.save!r})"
-                                     if f["weights_bytes"] else "none (save = 'none')"))
+                    for line in _plan_lines(f):
+                        console.print(line)
                 elif event == "retrain":
                     console.print(f"retraining chunk {f['chunk']}: " + "; ".join(f["problems"]))
                 elif event == "start":
@@ -166,7 +195,7 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
 
             with _stop_on_signals(target):
                 summary = run_sweep(spec, target, device=device, executor=executor, max_models=max_models,
-                                    force=force, ray_address=ray_address, progress=progress)
+                                    force=force, ray_address=ray_address, threads=threads, progress=progress)
     _print_onsets(summary.onsets, f"{spec.name}: onsets ({summary.onsets.measure.iloc[0] if len(summary.onsets) else ''})")
     out.print(f"{summary.n_cells} cells in {summary.n_chunks} chunks ({summary.ran_chunks} trained, "
               f"{summary.skipped_chunks} already done) in {summary.wall_s:.1f} s -> {summary.run_dir}")
@@ -186,9 +215,13 @@ def sweep(
                                                              "local one).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Run a spec with more cells than the limit "
                                                     "(zipfind.config.CELL_LIMIT).")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads (default: the cores this process may use; "
+                                                         "give each of several side-by-side sweeps its share).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the chunk plan and its measured memory, time "
+                                                            "and disk; train and write nothing.")] = False,
 ) -> None:
     """Train every cell of a spec's grid, chunk by chunk, resumably; then write the onsets table."""
-    _sweep(spec, out_dir, device, executor, max_models, force, ray_address, yes)
+    _sweep(spec, out_dir, device, executor, max_models, force, ray_address, yes, threads, dry_run)
 
 
 @app.command()
@@ -612,13 +645,15 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/quick"),
     device: DeviceOpt = "auto",
     force: Annotated[bool, typer.Option(help="Discard an earlier run of another spec in --out.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads (default: the cores this process may "
+                                                         "use).")] = None,
 ) -> None:
     """The quick sweep end to end: sims/quick.toml -> onsets -> theory fits -> phase diagram and curves."""
     t0 = time.perf_counter()
     spec = SPECS / "quick.toml"
     if not spec.is_file():
         fail(f"spec: {str(spec)!r} does not exist; run the demo from a source checkout (pip install -e .)")
-    _sweep(spec, out_dir, device, "local", None, force, None)
+    _sweep(spec, out_dir, device, "local", None, force, None, threads=threads)
     fit_command(run_dir=out_dir, models="", folds=5)
     _phase_diagram(out_dir, None, "alpha", "B", None)
     _curves(out_dir, None, None, "alpha")

@@ -78,22 +78,52 @@ def _train_task(cells: list[Cell], model: ModelConfig, spec_seed: int, device: s
 
 def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Executor = "local",
               max_models: int | None = None, force: bool = False, ray_address: str | None = None,
-              cpus_per_task: int = 1, progress: Progress | None = None) -> SweepSummary:
-    """Train every unfinished chunk of the spec into `out`, then write the onsets table."""
+              cpus_per_task: int = 1, threads: int | None = None, progress: Progress | None = None) -> SweepSummary:
+    """Train every unfinished chunk of the spec into `out`, then write the onsets table.
+
+    threads: torch threads of a local sweep (default: the cores this process may use, `available_cores`)."""
     t0 = time.perf_counter()
+    out = Path(out)
+    emit = progress or (lambda event, fields: None)
+    if executor == "local":
+        torch.set_num_threads(threads or available_cores())
+    plan = plan_sweep(spec, out, device=device, max_models=max_models)
+    emit("plan", plan)
+    spec, dev = plan["spec"], plan["device"]
+    with store.run_lock(out):
+        return _locked_sweep(spec, spec.expand(), plan["max_models_setting"], out, t0, dev, executor, force,
+                             ray_address, cpus_per_task, emit)
+
+
+def plan_sweep(spec: Spec, out: str | Path, *, device: str = "auto", max_models: int | None = None) -> dict[str, Any]:
+    """What a sweep will do and cost, before anything is written: its chunks (the stored plan when resuming), the
+    memory check (zipfind.sweep.check_resources), the weights' disk, and the time and memory measured by a short
+    calibration on the device (`calibrate`). `zipfind sweep --dry-run` prints it; a sweep prints it first."""
     out = Path(out)
     dev = resolve_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise store.RunError("device: 'cuda' is not available on this machine; use --device cpu or auto")
-    emit = progress or (lambda event, fields: None)
     spec = store.resume_spec(out, spec)
     cells = spec.expand()
     mm = max_models or default_max_models(cells, spec.model, dev)
-    plan = _stored_plan(out, spec) or plan_chunks(cells, spec.model, mm)
-    info = check_resources(cells, plan, spec.model, dev)  # before anything is allocated or written
-    emit("plan", {**info, "est_s": estimate_seconds(cells, plan, spec.model, spec.seed, dev)})
-    with store.run_lock(out):
-        return _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, cpus_per_task, emit)
+    stored = _stored_plan(out, spec)
+    chunks = stored or plan_chunks(cells, spec.model, mm)
+    info = check_resources(cells, chunks, spec.model, dev)  # before anything is allocated or written
+    return {**info, **calibrate(cells, chunks, spec.model, spec.seed, dev), "plan": chunks, "resumed": bool(stored),
+            "spec": spec, "device": dev, "max_models_setting": mm, "threads": torch.get_num_threads()}
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup (v2) CPU quota if one is set (as
+    in containers and Ray or Slurm workers), so that several sweeps side by side do not oversubscribe."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def available_bytes(device: torch.device) -> int:
@@ -146,29 +176,81 @@ def _stored_plan(out: Path, spec: Spec) -> list[list[int]] | None:
     return None
 
 
-def estimate_seconds(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], model: ModelConfig, spec_seed: int,
-                     device: torch.device, n_models: int = 8, n_steps: int = 3) -> float:
-    """Training time of the plan, from timing n_steps steps of up to n_models models of the largest chunk on the
-    device (after one warm-up step); evaluation at checkpoints comes on top (typically 10-20%)."""
+def _storage_bytes(*objs: Any) -> int:
+    """Bytes of the distinct tensor storages reachable from tensors, dicts, lists and dataclasses (views and
+    expanded probe sets count once)."""
+    import dataclasses
+
+    seen: dict[int, int] = {}
+
+    def walk(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+        elif dataclasses.is_dataclass(o):
+            for f in dataclasses.fields(o):
+                walk(getattr(o, f.name))
+
+    for o in objs:
+        walk(o)
+    return sum(seen.values())
+
+
+def calibrate(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], model: ModelConfig, spec_seed: int,
+              device: torch.device, n_models: int = 8, n_steps: int = 3) -> dict[str, float]:
+    """The plan's cost, measured on the device with up to n_models models of its largest chunk (after a warm-up):
+    seconds per model-step of training and per model-checkpoint of evaluation, scaled to every chunk's cells,
+    steps and checkpoints (est_s = train_s + eval_s), and bytes_per_model: what one model holds while it trains —
+    on CUDA the allocator's peak over a step and an evaluation; on a CPU its parameters with their gradients and
+    Adam moments, the activations autograd saves for the backward, its probe sets and its task table."""
     from .train import setup_chunk, train_step
 
-    big = max(chunks, key=len)
-    group = [cells[i] for i in big[:n_models]]
+    group = [cells[i] for i in max(chunks, key=len)[:n_models]]
+    n = len(group)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     ch = setup_chunk(group, model, spec_seed, device)
-    train_step(ch, 1)
+    probes = ch.task.probes(ch.table, spec_seed, group[0].train.n_probe)
+
+    def timed(fn, reps: int) -> float:
+        fn()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - t) / reps
+
+    step_s = timed(lambda: train_step(ch, 1), n_steps) / n
+    eval_s = timed(lambda: ch.task.evaluate(ch.params, model, probes), 1) / n
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    for step in range(2, 2 + n_steps):
-        train_step(ch, step)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    per_model_step = (time.perf_counter() - t) / (n_steps * len(group))
-    return per_model_step * sum(cells[i].train.steps for ch_ in chunks for i in ch_)
+        per_model = torch.cuda.max_memory_allocated(device) / n
+    else:
+        saved = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[0] += t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            ch.task.loss(ch.params, model, ch.task.train_batch(ch.gens, ch.table, ch.buf))
+        per_model = (4 * _storage_bytes(ch.params) + saved[0] + _storage_bytes(probes, ch.table, ch.buf)) / n
+    train_s = sum(step_s * cells[i].train.steps for c in chunks for i in c)
+    evals = sum(eval_s * len(checkpoint_steps(cells[i].train.steps, cells[i].train.eval_every))
+                for c in chunks for i in c)
+    return {"est_s": train_s + evals, "train_s": train_s, "eval_s": evals, "bytes_per_model": per_model}
 
 
 def _locked_sweep(spec, cells, mm, out, t0, dev, executor, force, ray_address, cpus_per_task, emit) -> SweepSummary:
-    meta = {"device": str(dev), "torch": torch.__version__, "executor": executor}
+    meta = {"device": str(dev), "torch": torch.__version__, "executor": executor, "threads": torch.get_num_threads()}
     manifest = store.prepare_run(out, spec, plan_chunks(cells, spec.model, mm), meta, force)
     chunks = [c["cells"] for c in manifest["chunks"]]
     bad = store.verify_chunks(out, manifest)
