@@ -38,6 +38,25 @@ def test_loop_baseline_follows_the_stacked_trajectory():
         torch.testing.assert_close(stacked, looped, rtol=1e-4, atol=1e-5)
 
 
+def test_token_task_peers_follow_the_stacked_trajectory():
+    """The token task's loop and vmap peers (token embedding, every position read out) take the stacked steps."""
+    from zipfind.bench import make_vmap
+
+    spec = parse_spec({"name": "t", "task": {"kind": "tokens", "K": 64, "V": 6, "word_len": 3, "N": 6},
+                       "model": {"d_model": 16, "heads": 2}, "train": {"batch": 8, "steps": 4, "eval_every": 2,
+                                                                      "lr": 1e-2}, "grid": {"alpha": [0.0, 1.0]}})
+    cells = spec.expand()
+    chunk = setup_chunk(cells, spec.model, spec.seed)
+    loop = make_loop(cells, spec.model, spec.seed, chunk)
+    ens = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, chunk.buf.device)
+    for step in range(1, 7):
+        stacked = train_step(chunk, step)
+        torch.testing.assert_close(stacked, torch.stack(loop.step()), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(stacked, ens.step(), rtol=1e-4, atol=1e-5)
+    T, V = 1 + 6 * 4, 6 + 3  # BOS + 6 words of 3 letters and a separator; letters + SEP, BOS, PAD
+    assert step_flops(spec.model, cells[0]) == 6 * 8 * (2 * (4 * T * 16 * 16 + 2 * T * T * 16) + T * 16 * V)
+
+
 def test_vmap_ensemble_follows_the_stacked_trajectory():
     """PyTorch's ensembling recipe on the same weights and data takes the same steps as the stacked engine."""
     from zipfind.bench import make_vmap
@@ -81,3 +100,19 @@ def test_bench_json_has_every_field(tmp_path, monkeypatch):
         assert r["achieved_gflops"] == pytest.approx(M / 0.020 * r["flops_per_model_step"] / 1e9)
         assert r["peak_gflops"] > 0 and r["stacked_spread"] == 0.0
         assert r["peak_mem_per_model_mb"] != r["peak_mem_per_model_mb"]  # NaN on a CPU: no allocator record
+
+
+def test_profile_splits_a_step_into_its_labelled_phases():
+    from zipfind.bench import PHASES, profile_phases
+
+    spec = parse_spec({**TINY, "task": {"K": 128, "N": 4, "L": 8, "D": 15}, "model": {"d_model": 16}})
+    chunk = setup_chunk(spec.expand(), spec.model, spec.seed)
+    step = [0]
+
+    def stacked():
+        step[0] += 1
+        train_step(chunk, step[0])
+
+    shares = profile_phases(stacked, chunk.buf.device, n=3)
+    assert set(shares) == {*PHASES, "other"}
+    assert all(shares[ph] > 0 for ph in PHASES) and sum(shares.values()) == pytest.approx(1.0, abs=1e-6)

@@ -9,9 +9,11 @@ side (`VmapBaseline`) stacks the same modules with `torch.func.stack_module_stat
 hits all alike.
 
 FLOP count (`step_flops`): multiply-adds of the stacked forward, times 2 FLOPs each, times 3 for forward plus
-backward; elementwise work (softmax, optimizer) is not counted. Per sequence of T = 2N+1 tokens:
+backward; elementwise work (softmax, optimizer) is not counted. Classification, per sequence of T = 2N+1 tokens:
 embedding T*D*d; each layer but the last 4*T*d*d (Q, K, V, O) + 2*T*T*d (scores, mixing); the last layer only
 reads the query row: 2*T*d*d (K, V) + 2*d*d (Q, O) + 2*T*d; readout d*L (linear) or d*h + h*h + h*L (MLP).
+Token task (ids are looked up, not multiplied; every position is read out): each layer 4*T*d*d + 2*T*T*d, and the
+readout T*d*V.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import Cell, ModelConfig, Spec
-from .tasks.classification import batch_loss, draw, draw_buffer, make_table, sample
+from .tasks import get_task
 from .train import Chunk, cell_seeds, setup_chunk, train_step
 
 
@@ -39,20 +41,31 @@ def forward_macs(model: ModelConfig, N: int, D: int, L: int) -> int:
     return macs + (d * L if model.readout == "linear" else d * h + h * h + h * L)
 
 
+def token_forward_macs(model: ModelConfig, T: int, V: int) -> int:
+    """Multiply-adds of one document's forward pass in the token task (see module docstring)."""
+    d = model.d_model
+    return model.layers * (4 * T * d * d + 2 * T * T * d) + T * d * V
+
+
 def step_flops(model: ModelConfig, cell: Cell) -> int:
     """FLOPs of one training step of one model: 2 FLOPs per MAC, x3 for forward + backward, x batch."""
-    return 6 * cell.train.batch * forward_macs(model, cell.task.N, cell.task.D, cell.task.L)
+    t = cell.task
+    if t.kind == "tokens":
+        s = get_task(t).shape(t)
+        return 6 * cell.train.batch * token_forward_macs(model, s.T, s.n_out)
+    return 6 * cell.train.batch * forward_macs(model, t.N, t.D, t.L)
 
 
 class PlainTransformer(nn.Module):
-    """One attention-only transformer written the ordinary way (nn.Linear, SDPA): the benchmark's baseline."""
+    """One attention-only transformer written the ordinary way (nn.Linear or nn.Embedding, SDPA): the benchmark's
+    baseline. With `tokens`, inputs are token ids and every position is read out (the token task)."""
 
-    def __init__(self, model: ModelConfig, D: int, T: int, L: int):
+    def __init__(self, model: ModelConfig, D: int, T: int, L: int, tokens: bool = False):
         super().__init__()
         if model.layernorm or model.readout != "linear":
             raise ValueError("the loop baseline implements the default architecture (no LayerNorm, linear readout)")
-        d, self.H = model.d_model, model.heads
-        self.emb = nn.Linear(D, d, bias=False)
+        d, self.H, self.tokens = model.d_model, model.heads, tokens
+        self.emb = nn.Embedding(D, d) if tokens else nn.Linear(D, d, bias=False)
         self.pos = nn.Parameter(torch.zeros(T, d))
         self.qkv = nn.ModuleList(nn.Linear(d, 3 * d, bias=False) for _ in range(model.layers))
         self.o = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(model.layers))
@@ -61,7 +74,7 @@ class PlainTransformer(nn.Module):
     @torch.no_grad()
     def load_stacked(self, params: dict[str, torch.Tensor], m: int) -> "PlainTransformer":
         """Copy model m of a stacked parameter dict (stacked weights are [in, out]; nn.Linear's are [out, in])."""
-        self.emb.weight.copy_(params["emb"][m].T)
+        self.emb.weight.copy_(params["emb"][m] if self.tokens else params["emb"][m].T)
         self.pos.copy_(params["pos"][m])
         for l, (qkv, o) in enumerate(zip(self.qkv, self.o)):
             qkv.weight.copy_(torch.cat([params[f"{n}{l}"][m] for n in "qkv"], 1).T)
@@ -71,19 +84,25 @@ class PlainTransformer(nn.Module):
         return self
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        b, T, _ = tokens.shape
+        b, T = tokens.shape[:2]
         h = self.emb(tokens) + self.pos  # [b, T, d]
         for qkv, o in zip(self.qkv, self.o):
             q, k, v = qkv(h).view(b, T, 3, self.H, -1).permute(2, 0, 3, 1, 4)  # 3 x [b, H, T, dh]
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [b, H, T, dh]
             h = h + o(z.transpose(1, 2).reshape(b, T, -1))
-        return self.out(h[:, -1])  # [b, L]
+        return self.out(h) if self.tokens else self.out(h[:, -1])  # [b, T, V] or [b, L]
+
+    @staticmethod
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy: on the query label, or on every position that has a next token (target -1: none)."""
+        return F.cross_entropy(logits.flatten(0, -2).float(), target.flatten(), ignore_index=-1)
 
 
 @dataclass
 class LoopBaseline:
     """M plain models with their own Adam, sampler table and data stream, trained one at a time."""
 
+    task: Any  # zipfind.tasks.Task: the data path
     modules: list[PlainTransformer]
     opts: list[torch.optim.Optimizer]
     tables: list[Any]
@@ -93,9 +112,9 @@ class LoopBaseline:
     def step(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         losses = []
         for net, opt, table, g, buf in zip(self.modules, self.opts, self.tables, self.gens, self.bufs):
-            batch = sample(table, draw([g], table, buf))
+            batch = self.task.train_batch([g], table, buf)
             with _autocast(buf.device, dtype):
-                loss = F.cross_entropy(net(batch.tokens[0]).float(), batch.target[0])
+                loss = net.loss(net(batch.tokens[0]), batch.target[0])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -118,10 +137,10 @@ class VmapBaseline:
     def step(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         from torch.func import functional_call, vmap
 
-        batch = sample(self.chunk.table, draw(self.chunk.gens, self.chunk.table, self.chunk.buf))
+        batch = self.chunk.task.train_batch(self.chunk.gens, self.chunk.table, self.chunk.buf)
 
         def loss_one(p, tokens, target):
-            return F.cross_entropy(functional_call(self.base, p, (tokens,)).float(), target)
+            return self.base.loss(functional_call(self.base, p, (tokens,)), target)
 
         with _autocast(self.chunk.buf.device, dtype):
             losses = vmap(loss_one)(self.params, batch.tokens, batch.target)  # [M]
@@ -154,15 +173,17 @@ def make_loop(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, chunk: 
     mods, opts, tables, gens, bufs = [], [], [], [], []
     for m, c in enumerate(cells):
         s = cell_seeds(c, spec_seed)
-        net = PlainTransformer(model, c.task.D, 2 * c.task.N + 1, c.task.L).to(dev).load_stacked(chunk.params, m)
+        shape = chunk.task.shape(c.task)
+        net = PlainTransformer(model, shape.n_in, shape.T, shape.n_out, tokens=c.task.kind == "tokens").to(dev)
+        net.load_stacked(chunk.params, m)
         mods.append(net)
         opts.append(torch.optim.Adam(net.parameters(), lr=c.train.lr, betas=(c.train.beta1, c.train.beta2),
                                      weight_decay=c.train.weight_decay))
-        table = make_table([c.task], [s["task"]], dev)
+        table = chunk.task.make_table([c.task], [s["task"]], dev)
         tables.append(table)
         gens.append(torch.Generator(device=dev).manual_seed(s["data"]))
-        bufs.append(draw_buffer(table, c.train.batch))
-    return LoopBaseline(mods, opts, tables, gens, bufs)
+        bufs.append(chunk.task.draw_buffer(table, c.train.batch))
+    return LoopBaseline(chunk.task, mods, opts, tables, gens, bufs)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -208,14 +229,15 @@ def _timed(fn, device: torch.device, n: int) -> float:
 
 def run_bench(spec: Spec, models: Sequence[int], device: torch.device, *, repeats: int = 3,
               min_time: float = 0.5, compile: bool = False, dtype: Literal["fp32", "bf16"] = "fp32",
-              loop: bool = True, config_name: str | None = None) -> list[dict[str, Any]]:
+              loop: bool = True, config_name: str | None = None, profile: bool = False) -> list[dict[str, Any]]:
     """Benchmark records, one per M (see `zipfind bench --json`)."""
     amp = torch.bfloat16 if dtype == "bf16" else None
-    loss_fn = torch.compile(batch_loss) if compile else batch_loss
+    task = get_task(spec.task)
+    loss_fn = torch.compile(task.loss) if compile else task.loss
     peak = matmul_peak(device)
     records = []
     for M in models:
-        rec = _bench_one(spec, M, device, amp, loss_fn, loop, repeats, min_time)
+        rec = _bench_one(spec, M, device, amp, loss_fn, loop, repeats, min_time, profile)
         flops = step_flops(spec.model, bench_cells(spec, 1)[0])
         records.append({
             "config": config_name or spec.name, "device": _device_name(device), "M": M, "dtype": dtype,
@@ -227,7 +249,7 @@ def run_bench(spec: Spec, models: Sequence[int], device: torch.device, *, repeat
 
 
 def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: bool, repeats: int,
-               min_time: float) -> dict[str, float]:
+               min_time: float, profile: bool = False) -> dict[str, Any]:
     """Throughputs of the stacked engine and the loop at one M, interleaved; memory of the stacked side alone."""
     cells = bench_cells(spec, M)
     if device.type == "cuda":
@@ -242,34 +264,34 @@ def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: boo
             train_step(chunk, step_no[0], loss_fn)
 
     def sampling() -> None:
-        sample(chunk.table, draw(chunk.gens, chunk.table, chunk.buf))
+        chunk.task.train_batch(chunk.gens, chunk.table, chunk.buf)
 
     for _ in range(2):  # warm-up (and compilation)
         stacked()
     _sync(device)
     # peak memory: CUDA's allocator statistics; a CPU has no such record (NaN rather than a guess)
     mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
-    looped = vmapped = None
-    if loop:
-        baseline = make_loop(cells, spec.model, spec.seed, chunk)
-        ensemble = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, device)
+    baseline = make_loop(cells, spec.model, spec.seed, chunk) if loop else None
+    ensemble = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, device) \
+        if loop else None
 
-        def looped() -> None:
-            baseline.step(amp)
+    def looped() -> None:
+        baseline.step(amp)
 
-        def vmapped() -> None:
-            ensemble.step(amp)
+    def vmapped() -> None:
+        ensemble.step(amp)
 
+    n_s = max(2, math.ceil(min_time / max(_timed(stacked, device, 1), 1e-6)))
+    if loop:  # each peer warmed up, then sized to min_time a round
         looped()
         vmapped()
-    n_s = max(2, math.ceil(min_time / max(_timed(stacked, device, 1), 1e-6)))
-    n_l = max(1, math.ceil(min_time / max(_timed(looped, device, 1), 1e-6))) if looped else 0
-    n_v = max(1, math.ceil(min_time / max(_timed(vmapped, device, 1), 1e-6))) if vmapped else 0
+        n_l = max(1, math.ceil(min_time / max(_timed(looped, device, 1), 1e-6)))
+        n_v = max(1, math.ceil(min_time / max(_timed(vmapped, device, 1), 1e-6)))
     st, lp, vm, ds = [], [], [], []
     for _ in range(repeats):  # interleaved, so machine noise hits every side alike
         st.append(M * n_s / _timed(stacked, device, n_s))
         ds.append(_timed(sampling, device, n_s) / (M * n_s / st[-1]))
-        if looped:
+        if loop:
             lp.append(M * n_l / _timed(looped, device, n_l))
             vm.append(M * n_v / _timed(vmapped, device, n_v))
     s_med = statistics.median(st)
@@ -278,7 +300,34 @@ def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: boo
     return {"stacked_model_steps_per_s": s_med, "stacked_spread": spread(st),
             "loop_model_steps_per_s": med(lp), "loop_spread": spread(lp), "ratio": s_med / med(lp),
             "vmap_model_steps_per_s": med(vm), "vmap_spread": spread(vm), "ratio_vs_vmap": s_med / med(vm),
-            "data_share": statistics.median(ds), "peak_mem_per_model_mb": mem / M / 2**20}
+            "data_share": statistics.median(ds), "peak_mem_per_model_mb": mem / M / 2**20,
+            **({"profile": profile_phases(stacked, device)} if profile else {})}
+
+
+PHASES = ("sample", "forward", "backward", "optimizer")
+"""The labelled phases of `train.train_step` (torch.profiler record_function "zipfind.<phase>")."""
+
+
+def profile_phases(step_fn, device: torch.device, n: int = 5) -> dict[str, float]:
+    """Where a training step's time goes: each phase's share of the step's wall time, over n steps under
+    torch.profiler (CPU time of the phase's labelled region; on CUDA its device time), and "other" for the rest
+    (Python, autograd bookkeeping, host syncs). Profiling slows the step, so shares, not seconds, are reported."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step_fn()
+    _sync(device)
+    t = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            step_fn()
+        _sync(device)
+    wall_us = (time.perf_counter() - t) * 1e6
+    spent = {e.key.removeprefix("zipfind."): (e.device_time_total if device.type == "cuda" else e.cpu_time_total)
+             for e in prof.key_averages() if e.key.startswith("zipfind.")}
+    out = {ph: spent.get(ph, 0.0) / wall_us for ph in PHASES}
+    out["other"] = max(0.0, 1.0 - sum(out.values()))
+    return out
 
 
 def _device_name(device: torch.device) -> str:

@@ -329,8 +329,11 @@ def bench(
     repeats: Annotated[int, typer.Option(help="Interleaved timing repeats per M.")] = 3,
     no_loop: Annotated[bool, typer.Option("--no-loop", help="Skip the one-model-at-a-time baseline.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list of records instead of a table.")] = False,
+    profile: Annotated[bool, typer.Option("--profile", help="Also profile where a stacked step's time goes "
+                                                            "(sample, forward, backward, optimizer, other).")] = False,
 ) -> None:
-    """Stacked engine vs a plain one-model-at-a-time loop: model-steps/s, ratio, FLOP/s vs peak, data share, memory."""
+    """Stacked engine vs a plain one-model-at-a-time loop and a torch.func vmap ensemble: model-steps/s, ratios,
+    FLOP/s vs peak, data share, memory."""
     import json
 
     import torch
@@ -356,7 +359,7 @@ def bench(
         for p in paths:
             spec = load_spec(p)
             records += run_bench(spec, ms, dev, repeats=repeats, compile=compile, dtype=dtype, loop=not no_loop,
-                                 config_name=p.stem)
+                                 config_name=p.stem, profile=profile)
     if as_json:
         typer.echo(json.dumps(records, indent=1))
         return
@@ -372,6 +375,15 @@ def bench(
                   f"{r['achieved_gflops']:.1f}", f"{100 * r['peak_fraction']:.0f}% of {r['peak_gflops']:.0f}",
                   f"{100 * r['data_share']:.1f}%", f"{r['peak_mem_per_model_mb']:.1f}")
     out.print(t)
+    if profile:
+        from .bench import PHASES
+
+        pt = Table(title="where a stacked step's time goes (share of wall time, under torch.profiler)")
+        for c in ["config", "M", *PHASES, "other"]:
+            pt.add_column(c, justify="right")
+        for r in records:
+            pt.add_row(r["config"], str(r["M"]), *[f"{100 * r['profile'][ph]:.0f}%" for ph in (*PHASES, "other")])
+        out.print(pt)
 
 
 def _figure_path(run_dir: Path, output: Optional[Path], name: str) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import record_function
 
 from . import store
 from .config import STACK_KEYS, Cell, ModelConfig
@@ -139,23 +140,27 @@ def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] | None
     (default: the task's loss) may be a compiled one.
     """
     loss_fn = loss_fn or ch.task.loss
-    batch = ch.task.train_batch(ch.gens, ch.table, ch.buf)
+    with record_function("zipfind.sample"):  # phase labels for `zipfind bench --profile` (free when not profiling)
+        batch = ch.task.train_batch(ch.gens, ch.table, ch.buf)
     M = len(ch.cells)
     losses, grads = [], [[] for _ in ch.params]
     for lo in range(0, M, ch.block):  # blocks of models: independent, so blocking changes no result
         sl = slice(lo, min(lo + ch.block, M))
         part = {k: v[sl] for k, v in ch.params.items()} if ch.block < M else ch.params
-        loss = loss_fn(part, ch.model, slice_batch(batch, sl) if ch.block < M else batch)
-        keep = ch.active[sl] & torch.isfinite(loss)
-        for acc, g in zip(grads, torch.autograd.grad(torch.where(keep, loss, torch.zeros_like(loss)).sum(),
-                                                     list(part.values()))):
-            acc.append(g)
+        with record_function("zipfind.forward"):
+            loss = loss_fn(part, ch.model, slice_batch(batch, sl) if ch.block < M else batch)
+            keep = ch.active[sl] & torch.isfinite(loss)
+        with record_function("zipfind.backward"):
+            for acc, g in zip(grads, torch.autograd.grad(torch.where(keep, loss, torch.zeros_like(loss)).sum(),
+                                                         list(part.values()))):
+                acc.append(g)
         losses.append(loss.detach())
     loss = torch.cat(losses)
     ok = torch.isfinite(loss)
     ch.div_step = torch.where(ch.active & ~ok, step, ch.div_step)
     ch.active = ch.active & ok
-    norm = ch.opt.step([torch.cat(g) if len(g) > 1 else g[0] for g in grads], ch.active)
+    with record_function("zipfind.optimizer"):
+        norm = ch.opt.step([torch.cat(g) if len(g) > 1 else g[0] for g in grads], ch.active)
     ch.div_step = torch.where(ch.active & ~torch.isfinite(norm), step, ch.div_step)
     ch.active = ch.active & torch.isfinite(norm)
     return loss.detach()
