@@ -311,7 +311,8 @@ PHASES = ("sample", "forward", "backward", "optimizer")
 def profile_phases(step_fn, device: torch.device, n: int = 5) -> dict[str, float]:
     """Where a training step's time goes: each phase's share of the step's wall time, over n steps under
     torch.profiler (CPU time of the phase's labelled region; on CUDA its device time), and "other" for the rest
-    (Python, autograd bookkeeping, host syncs). Profiling slows the step, so shares, not seconds, are reported."""
+    (Python, concatenating the blocks' gradients, the profiler's own overhead). Profiling slows the step, so shares,
+    not seconds, are reported."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
