@@ -308,3 +308,16 @@ def test_config_rejects_nonsense():
         detect_onset(STEPS, logistic_curve(1000, 0.1), BUDGET, estimator="median")
     with pytest.raises(ValueError, match="per_item"):
         detect_onset(STEPS, logistic_curve(1000, 0.1), BUDGET, per_item=np.ones((STEPS.size, 8)))
+
+
+def test_the_icl_score_falls_and_its_onset_is_where_it_passes_half_a_nat():
+    """Olsson's ICL score falls from 0 as in-context learning forms: its default ceiling is -1 nat, so the default
+    threshold (0.5 of the way) is -0.5 nat; a rising reading would never find it."""
+    from zipfind.estimators import default_config
+    from zipfind.onset import detect_onset
+
+    steps = np.arange(0, 3001, 100, dtype=float)
+    score = -0.8 * expit((steps - 1200) / 80)  # passes -0.4 at 1200 and -0.5 at about 1241
+    on = detect_onset(steps, score, 2800, config=default_config("icl_score"))
+    assert not on.censored and 1200 < on.step <= 1300
+    assert detect_onset(steps, score, 2800, config=default_config("ic_acc")).censored

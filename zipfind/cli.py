@@ -288,8 +288,8 @@ def repair(run_dir: RunDir) -> None:
 @app.command()
 def onsets(
     run_dir: RunDir,
-    measure: Annotated[str, typer.Option(help="Measure whose rise marks the onset (e.g. ic_acc, "
-                                               "induction_score, ic_loss).")] = "ic_acc",
+    measure: Annotated[str, typer.Option(help="Measure whose rise (or fall, for losses and icl_score) marks the "
+                                               "onset (e.g. ic_acc, induction_score, ic_loss, icl_score).")] = "ic_acc",
     estimator: Annotated[str, typer.Option(help="threshold, logistic or max_slope.")] = "threshold",
 ) -> None:
     """Recompute the onsets table from stored metrics (no retraining) and print it."""

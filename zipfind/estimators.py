@@ -82,9 +82,17 @@ class OnsetConfig:
             raise ValueError(f"invalid OnsetConfig field(s) {bad}: {self}")
 
 
+FALLING_CEILINGS = {"icl_score": -1.0}
+"""Measures that fall as in-context learning forms, with the level a full rise normalises to: Olsson's ICL score
+(token task) falls from 0; -1 nat puts the default threshold at -0.5 nat, inside the drops measured on the token
+quick sweep (0.45-0.75 nat)."""
+
+
 def default_config(measure: str = "ic_acc", **overrides) -> OnsetConfig:
-    """The config for a measure: ceiling 0.0 for ``*_loss`` measures, 1.0 otherwise; ``overrides`` win."""
-    base = {"ceiling": 0.0} if measure.endswith("_loss") else {}
+    """The config for a measure: ceiling 0.0 for ``*_loss`` measures, FALLING_CEILINGS for the ICL score, 1.0
+    otherwise; ``overrides`` win."""
+    base = {"ceiling": 0.0} if measure.endswith("_loss") else (
+        {"ceiling": FALLING_CEILINGS[measure]} if measure in FALLING_CEILINGS else {})
     return OnsetConfig(**{**base, **overrides})
 
 
