@@ -68,6 +68,7 @@ class TokenTable:
     B: Tensor  # [M] long
     p_bursty: Tensor  # [M]
     p_novel: Tensor  # [M]
+    needs_novel: bool  # some model has p_novel > 0 (host-side, so sampling never syncs)
     N: int
     V: int
     Lmin: int
@@ -144,7 +145,8 @@ def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.
     K = col("K", torch.long)
     return TokenTable(words=words.to(device), lengths=lengths.to(device), codes=codes.to(device),
                       n_of_len=n_of_len.to(device), law=make_law(probs.to(device), K, [t.context for t in tasks]),
-                      B=col("B", torch.long), p_bursty=col("p_bursty"), p_novel=col("p_novel"), N=N, V=V,
+                      B=col("B", torch.long), p_bursty=col("p_bursty"), p_novel=col("p_novel"),
+                      needs_novel=any(t.p_novel > 0 for t in tasks), N=N, V=V,
                       Lmin=Lmin, Lmax=Lmax)
 
 
@@ -273,7 +275,7 @@ def sample(table: TokenTable, u: Tensor, kind: Kind = "train") -> Docs:
     letters = table.words.flatten(0, 1)[(ids + torch.arange(M, device=dev).view(M, 1, 1) * table.words.shape[1])]
     length = table.lengths.gather(1, ids.view(M, -1)).view(M, b, N)
     key = ids
-    if kind != "iw":
+    if kind == "ic" or (kind != "iw" and table.needs_novel):  # fresh words only where some document can hold them
         f_letters, f_len = fresh_words(table, u_len, u_code)  # [M, b, N(slots), Lmax]
         f_letters = f_letters.gather(2, ctx_slot[..., None].expand_as(f_letters))
         f_len = f_len.gather(2, ctx_slot)
