@@ -141,7 +141,7 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
            force: bool, ray_address: Optional[str], yes: bool = False, threads: Optional[int] = None,
            dry_run: bool = False):
     from .config import CELL_LIMIT, load_spec
-    from .sweep import plan_sweep, run_sweep
+    from .sweep import available_cores, plan_sweep, run_sweep
 
     _check_device(device)
     if executor not in ("local", "ray"):
@@ -150,15 +150,14 @@ def _sweep(spec_path: Path, out_dir: Optional[Path], device: str, executor: str,
         fail(f"--max-models: {max_models} is not allowed; must be >= 1")
     if threads is not None and threads < 1:
         fail(f"--threads: {threads} is not allowed; must be >= 1")
+    threads = threads or available_cores()  # the cores this process may use, unless told otherwise
     with user_errors():
         spec = load_spec(spec_path, cell_limit=None if yes else CELL_LIMIT)
         target = out_dir or Path("runs") / spec.name
         if dry_run:
             import torch
 
-            from .sweep import available_cores
-
-            torch.set_num_threads(threads or available_cores())
+            torch.set_num_threads(threads)
             plan = plan_sweep(spec, target, device=device, max_models=max_models)
             for line in _plan_lines(plan):
                 out.print(line)

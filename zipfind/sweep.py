@@ -81,12 +81,13 @@ def run_sweep(spec: Spec, out: str | Path, *, device: str = "auto", executor: Ex
               cpus_per_task: int = 1, threads: int | None = None, progress: Progress | None = None) -> SweepSummary:
     """Train every unfinished chunk of the spec into `out`, then write the onsets table.
 
-    threads: torch threads of a local sweep (default: the cores this process may use, `available_cores`)."""
+    threads: torch threads of a local sweep (default: torch's setting, left as the caller has it; the CLI passes
+    `available_cores`)."""
     t0 = time.perf_counter()
     out = Path(out)
     emit = progress or (lambda event, fields: None)
-    if executor == "local":
-        torch.set_num_threads(threads or available_cores())
+    if executor == "local" and threads is not None:
+        torch.set_num_threads(threads)
     plan = plan_sweep(spec, out, device=device, max_models=max_models)
     emit("plan", plan)
     spec, dev = plan["spec"], plan["device"]
