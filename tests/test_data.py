@@ -9,14 +9,13 @@ from scipy import stats
 
 from zipfind.config import TaskConfig
 from zipfind.law import zipf_probs
-from zipfind.tasks.classification import draw, draw_buffer, make_table, probe_draws, sample
+from zipfind.tasks.classification import Draws, draw, make_table, probe_draws, sample
 
 
 def _batch(tasks, b=512, seed=0, steps=1):
     table = make_table(tasks, [seed + i for i in range(len(tasks))], "cpu")
-    gens = [torch.Generator().manual_seed(seed * 100 + i) for i in range(len(tasks))]
-    buf = draw_buffer(table, b)
-    return table, [sample(table, draw(gens, table, buf)) for _ in range(steps)]
+    seeds = torch.tensor([seed * 100 + i for i in range(len(tasks))])
+    return table, [sample(table, draw(seeds, t, table, b)) for t in range(1, steps + 1)]
 
 
 def test_zipf_probs_closed_form():
@@ -208,23 +207,19 @@ def _pooled_chisquare(counts: np.ndarray, expected: np.ndarray, min_expected: fl
 
 
 def test_zipf_tail_ranks_follow_p_given_a_tail_uniform():
-    """The engine's normal -> uniform -> inverse-CDF path, fed normals conditioned on the Zipf tail (uniforms
-    beyond the mass of ranks 1..255), draws ranks 256..K with probability p_k / tail mass, rank by rank. A uniform
-    rounded to float32 (spacing 6e-8 near 1, while p_k ~ 4e-9 at k = 2048) fails this."""
-    from scipy.special import ndtri
-    from zipfind.tasks.classification import draw_sizes, split_draws
-
+    """The engine's float64 uniform -> inverse-CDF path, fed the engine's own uniforms conditioned on the Zipf tail
+    (mapped beyond the mass of ranks 1..255), draws ranks 256..K with probability p_k / tail mass, rank by rank.
+    A uniform on a float32 grid (spacing 6e-8 near 1, while p_k ~ 4e-9 at k = 2048) fails this."""
     K, alpha, N, n = 2048, 2.5, 8, 100_000
     task = TaskConfig(K=K, L=32, N=N, D=1, alpha=alpha, p_bursty=0.0)
     table = make_table([task], [0], "cpu")
     p = table.probs[0].numpy()
     tail = p[255:].sum()
-    rng = np.random.default_rng(0)
-    z = torch.randn(1, n, sum(draw_sizes(N, 1, 32, False)), generator=torch.Generator().manual_seed(0))
-    at = (N + 1) * 1 + 3 + 2 * N  # where the i.i.d. uniforms start in the buffer (see split_draws)
-    margin = 1e-3 * p[255]  # keeps float32 rounding of z (~1e-11 in u) off the rank-256 boundary
-    z[..., at : at + N + 1] = torch.from_numpy(-ndtri(rng.random((1, n, N + 1)) * (tail - margin))).float()
-    cls = sample(table, split_draws(z, N, 1, 32, False)).classes.flatten().numpy()
+    z = draw(torch.tensor([0]), 1, table, n)
+    at = 3 + 2 * N  # where the i.i.d. uniforms start (see sample)
+    u = z.u.clone()
+    u[..., at : at + N + 1] = 1 - u[..., at : at + N + 1] * tail  # the top `tail` of (0, 1): ranks >= 256
+    cls = sample(table, Draws(item=z.item, u=u, novel=None, lab=None)).classes.flatten().numpy()
     assert cls.min() >= 255
     counts = np.bincount(cls, minlength=K)[255:]
     assert _pooled_chisquare(counts, p[255:] / tail * cls.size) > 1e-3
@@ -236,8 +231,8 @@ def test_chunk_mates_do_not_change_a_models_stream(context):
     mate = TaskConfig(K=1024, alpha=0.0, B=4, p_novel=0.5, context="distinct" if context == "iid" else "iid")
     t1 = make_table([a], [5], "cpu")
     t2 = make_table([mate, a], [9, 5], "cpu")
-    z1 = draw([torch.Generator().manual_seed(3)], t1, draw_buffer(t1, 32))
-    z2 = draw([torch.Generator().manual_seed(4), torch.Generator().manual_seed(3)], t2, draw_buffer(t2, 32))
+    z1 = draw(torch.tensor([3]), 7, t1, 32)
+    z2 = draw(torch.tensor([4, 3]), 7, t2, 32)
     b1, b2 = sample(t1, z1), sample(t2, z2)
     assert torch.equal(b1.classes[0], b2.classes[1])
     assert torch.allclose(b1.tokens[0], b2.tokens[1])

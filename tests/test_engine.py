@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from zipfind.config import ModelConfig, parse_spec
-from zipfind.tasks.classification import draw, draw_buffer, make_table, sample
+from zipfind.tasks.classification import draw, make_table, sample
 from zipfind.model import forward, init_params
 from zipfind.optim import StackedOptimizer
 from zipfind.train import checkpoint_steps, train_chunk
@@ -34,7 +34,7 @@ def test_stacked_gradients_equal_per_model(cfg):
              for a, b in [(0.0, 1), (1.0, 2), (2.0, 4)]]
     table = make_table(tasks, [1, 2, 3], "cpu")
     params = init_params(cfg, 15, 9, 8, [4, 5, 6], [1.0, 0.5, 2.0], "cpu")
-    batch = sample(table, draw([torch.Generator().manual_seed(i) for i in range(3)], table, draw_buffer(table, 8)))
+    batch = sample(table, draw(torch.arange(3), 1, table, 8))
 
     def loss_of(p, tokens, target):
         logits = forward(p, tokens, cfg).logits
@@ -54,7 +54,7 @@ def test_full_attention_rows_agree_with_query_only_path():
     cfg = ModelConfig(d_model=16, heads=2)
     table = make_table([parse_spec({"task": {"K": 64, "N": 4, "L": 8, "D": 15}}).task], [1], "cpu")
     params = init_params(cfg, 15, 9, 8, [4], [1.0], "cpu")
-    batch = sample(table, draw([torch.Generator().manual_seed(0)], table, draw_buffer(table, 8)))
+    batch = sample(table, draw(torch.tensor([0]), 1, table, 8))
     fast, full = forward(params, batch.tokens, cfg), forward(params, batch.tokens, cfg, internals=True)
     torch.testing.assert_close(fast.logits, full.logits)
     assert full.attn.shape == (1, 2, 2, 8, 9, 9)

@@ -23,15 +23,14 @@ def engine_stream():
     cell stacked in one table, plus one non-bursty cell per alpha (p_bursty = 0)."""
     torch = pytest.importorskip("torch")
     from zipfind.config import TaskConfig
-    from zipfind.tasks.classification import draw, draw_buffer, make_table, sample
+    from zipfind.tasks.classification import draw, make_table, sample
 
     cells = LAW_CELLS + [(a, 1, "iid") for a in (0.0, 1.0, 2.0)]
     tasks = [TaskConfig(K=MC_K, L=32, N=MC_N, D=1, alpha=a, B=B, context=c,
                         p_bursty=MC_PB if i < len(LAW_CELLS) else 0.0) for i, (a, B, c) in enumerate(cells)]
     table = make_table(tasks, list(range(len(tasks))), "cpu")
-    gens = [torch.Generator().manual_seed(100 + i) for i in range(len(tasks))]
-    buf = draw_buffer(table, MC_SEQ)
-    classes = torch.cat([sample(table, draw(gens, table, buf)).classes for _ in range(2)], 1).numpy()
+    seeds = torch.arange(100, 100 + len(tasks))
+    classes = torch.cat([sample(table, draw(seeds, t, table, MC_SEQ)).classes for t in (1, 2)], 1).numpy()
     return cells, classes
 
 

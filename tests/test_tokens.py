@@ -26,8 +26,7 @@ def _table(cells, seeds=None):
 
 
 def _docs(table, b, seed=0, kind="train"):
-    gens = [torch.Generator().manual_seed(seed + m) for m in range(table.M)]
-    return tk.sample(table, tk.draw(gens, tk.draw_buffer(table, b)), kind)
+    return tk.sample(table, tk.draw(torch.arange(seed, seed + table.M), 1, table, b), kind)
 
 
 def _words(table, docs, m):

@@ -100,20 +100,22 @@ class PlainTransformer(nn.Module):
 
 @dataclass
 class LoopBaseline:
-    """M plain models with their own Adam, sampler table and data stream, trained one at a time."""
+    """M plain models with their own Adam, sampler table and data seed, trained one at a time."""
 
     task: Any  # zipfind.tasks.Task: the data path
     modules: list[PlainTransformer]
     opts: list[torch.optim.Optimizer]
     tables: list[Any]
-    gens: list[torch.Generator]
-    bufs: list[torch.Tensor]
+    seeds: list[torch.Tensor]  # [1] long each: a model's data seed
+    batch: int
+    t: int = 0  # steps taken
 
     def step(self, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         losses = []
-        for net, opt, table, g, buf in zip(self.modules, self.opts, self.tables, self.gens, self.bufs):
-            batch = self.task.train_batch([g], table, buf)
-            with _autocast(buf.device, dtype):
+        self.t += 1
+        for net, opt, table, seed in zip(self.modules, self.opts, self.tables, self.seeds):
+            batch = self.task.train_batch(seed, self.t, table, self.batch)
+            with _autocast(seed.device, dtype):
                 loss = net.loss(net(batch.tokens[0]), batch.target[0])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -132,17 +134,20 @@ class VmapBaseline:
     base: PlainTransformer  # on the meta device: the architecture functional_call runs
     params: dict[str, torch.Tensor]  # name -> [M, ...]
     opt: torch.optim.Optimizer
-    chunk: Chunk  # its task table, generators and buffer: the data path
+    chunk: Chunk  # its task table and data seeds: the data path
+    t: int = 0  # steps taken
 
     def step(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         from torch.func import functional_call, vmap
 
-        batch = self.chunk.task.train_batch(self.chunk.gens, self.chunk.table, self.chunk.buf)
+        self.t += 1
+        ch = self.chunk
+        batch = ch.task.train_batch(ch.data_seeds, self.t, ch.table, ch.cells[0].train.batch)
 
         def loss_one(p, tokens, target):
             return self.base.loss(functional_call(self.base, p, (tokens,)), target)
 
-        with _autocast(self.chunk.buf.device, dtype):
+        with _autocast(ch.data_seeds.device, dtype):
             losses = vmap(loss_one)(self.params, batch.tokens, batch.target)  # [M]
         self.opt.zero_grad(set_to_none=True)
         losses.sum().backward()
@@ -169,8 +174,8 @@ def make_vmap(loop: LoopBaseline, cells: Sequence[Cell], model: ModelConfig, spe
 
 def make_loop(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, chunk: Chunk) -> LoopBaseline:
     """The loop baseline on the same cells, initial weights and data streams as `chunk`."""
-    dev = chunk.buf.device
-    mods, opts, tables, gens, bufs = [], [], [], [], []
+    dev = chunk.data_seeds.device
+    mods, opts, tables, seeds = [], [], [], []
     for m, c in enumerate(cells):
         s = cell_seeds(c, spec_seed)
         shape = chunk.task.shape(c.task)
@@ -181,9 +186,8 @@ def make_loop(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, chunk: 
                                      weight_decay=c.train.weight_decay))
         table = chunk.task.make_table([c.task], [s["task"]], dev)
         tables.append(table)
-        gens.append(torch.Generator(device=dev).manual_seed(s["data"]))
-        bufs.append(chunk.task.draw_buffer(table, c.train.batch))
-    return LoopBaseline(chunk.task, mods, opts, tables, gens, bufs)
+        seeds.append(torch.tensor([s["data"]], dtype=torch.long, device=dev))
+    return LoopBaseline(chunk.task, mods, opts, tables, seeds, cells[0].train.batch)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -264,7 +268,7 @@ def _bench_one(spec: Spec, M: int, device: torch.device, amp, loss_fn, loop: boo
             train_step(chunk, step_no[0], loss_fn)
 
     def sampling() -> None:
-        chunk.task.train_batch(chunk.gens, chunk.table, chunk.buf)
+        chunk.task.train_batch(chunk.data_seeds, step_no[0], chunk.table, cells[0].train.batch)
 
     for _ in range(2):  # warm-up (and compilation)
         stacked()

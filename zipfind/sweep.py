@@ -242,8 +242,8 @@ def calibrate(cells: Sequence[Cell], chunks: Sequence[Sequence[int]], model: Mod
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            ch.task.loss(ch.params, model, ch.task.train_batch(ch.gens, ch.table, ch.buf))
-        per_model = (4 * _storage_bytes(ch.params) + saved[0] + _storage_bytes(probes, ch.table, ch.buf)) / n
+            ch.task.loss(ch.params, model, ch.task.train_batch(ch.data_seeds, 1, ch.table, cells[0].train.batch))
+        per_model = (4 * _storage_bytes(ch.params) + saved[0] + _storage_bytes(probes, ch.table)) / n
     train_s = sum(step_s * cells[i].train.steps for c in chunks for i in c)
     evals = sum(eval_s * len(checkpoint_steps(cells[i].train.steps, cells[i].train.eval_every))
                 for c in chunks for i in c)

@@ -76,8 +76,7 @@ class Chunk:
     table: Any  # the task's stacked instances
     params: Params
     opt: StackedOptimizer
-    gens: list[torch.Generator]
-    buf: torch.Tensor  # [M, batch, n] standard normals, refilled every step
+    data_seeds: torch.Tensor  # [M] long: each model's data seed (its draws at step t: zipfind.rng)
     active: torch.Tensor  # [M] bool: not diverged
     div_step: torch.Tensor  # [M] long: first step with a non-finite loss or gradient, -1 if none
     block: int  # models per forward/backward pass (see model_block)
@@ -126,8 +125,7 @@ def setup_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int,
                            col("weight_decay"), col("clip"))
     M = len(cells)
     return Chunk(list(cells), model, task, table, params, opt,
-                 gens=[torch.Generator(device=dev).manual_seed(s["data"]) for s in seeds],
-                 buf=task.draw_buffer(table, cells[0].train.batch),
+                 data_seeds=torch.tensor([s["data"] for s in seeds], dtype=torch.long, device=dev),
                  active=torch.ones(M, dtype=torch.bool, device=dev),
                  div_step=torch.full((M,), -1, dtype=torch.long, device=dev),
                  block=model_block(cells[0], model, dev))
@@ -141,7 +139,7 @@ def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] | None
     """
     loss_fn = loss_fn or ch.task.loss
     with record_function("zipfind.sample"):  # phase labels for `zipfind bench --profile` (free when not profiling)
-        batch = ch.task.train_batch(ch.gens, ch.table, ch.buf)
+        batch = ch.task.train_batch(ch.data_seeds, step, ch.table, ch.cells[0].train.batch)
     M = len(ch.cells)
     losses, grads = [], [[] for _ in ch.params]
     for lo in range(0, M, ch.block):  # blocks of models: independent, so blocking changes no result
@@ -167,9 +165,10 @@ def train_step(ch: Chunk, step: int, loss_fn: Callable[..., torch.Tensor] | None
 
 
 def _fingerprint(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, dev: torch.device) -> str:
-    """What a saved training state must match to be resumed: the cells' parameters, model, seed and device type."""
+    """What a saved training state must match to be resumed: the cells' parameters, model, seed, device type and
+    data stream (a state from zipfind < 0.4, whose streams were stateful generators, is not resumed)."""
     key = {"cells": [[c.index, c.params()] for c in cells], "model": asdict(model), "seed": spec_seed,
-           "device": dev.type}
+           "device": dev.type, "data": "philox4x32-10"}
     return json.dumps(key, sort_keys=True)
 
 
@@ -228,8 +227,6 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
                 p.copy_(state["params"][k])
         on = lambda d: {k: v.to(dev) for k, v in d.items()}
         ch.opt.t, ch.opt.m, ch.opt.v = state["opt_t"].to(dev), on(state["opt_m"]), on(state["opt_v"])
-        for g, s in zip(ch.gens, state["gens"]):
-            g.set_state(s)  # a CPU byte tensor, also for a CUDA generator
         ch.active, ch.div_step = state["active"].to(dev), state["div_step"].to(dev)
         loss_sum, n_since = state["loss_sum"].to(dev), state["n_since"]
         records, ic_correct, weights = state["records"], state["ic_correct"], state.get("weights", {})
@@ -255,7 +252,6 @@ def train_chunk(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, devic
             "fingerprint": fingerprint, "step": step,
             "params": {k: p.detach() for k, p in ch.params.items()},
             "opt_t": ch.opt.t, "opt_m": ch.opt.m, "opt_v": ch.opt.v,
-            "gens": [g.get_state() for g in ch.gens],
             "active": ch.active, "div_step": ch.div_step, "loss_sum": loss_sum, "n_since": n_since,
             "records": records, "ic_correct": ic_correct, "weights": weights,
             "eval_s": eval_s, "wall_s": prior_wall_s + time.perf_counter() - t0})

@@ -34,10 +34,9 @@ class Task:
     shape: Callable[[TaskConfig], Shape]
     make_table: Callable[[Sequence[TaskConfig], Sequence[int], torch.device], Any]
     """(tasks, seeds, device) -> the stacked task instances (lexicon or class means, Zipf law, ...)."""
-    draw_buffer: Callable[[Any, int], Tensor]
-    """(table, batch) -> a reusable buffer of per-model random numbers for `train_batch`."""
-    train_batch: Callable[[Sequence[torch.Generator], Any, Tensor], Any]
-    """(generators, table, buffer) -> one training batch; model m's draws come from generators[m] only."""
+    train_batch: Callable[[Tensor, int, Any, int], Any]
+    """(data seeds [M], step, table, batch size) -> that step's training batch; model m's draws are a pure
+    function of (seeds[m], step) (zipfind.rng), so they never depend on the chunk."""
     probes: Callable[[Any, int, int], dict[str, Any]]
     """(table, spec seed, n_probe) -> the fixed evaluation sets, the same sequences for every model."""
     loss: Callable[[Params, ModelConfig, Any], Tensor]

@@ -2,11 +2,11 @@
 measures, batched over M models.
 
 Every model m owns a task instance (class means, label vectors, Zipf class probabilities; K padded with
-zero-probability classes), a context law ("iid" or "distinct" slots, see `sample`) and a random stream. Per step,
-`draw` fills one standard-normal buffer per model from that model's own generator (the only per-model loop: one
-call a model); everything after it (float64 uniforms, inverse-CDF class sampling, sampling without replacement,
-shuffles, token assembly) is vectorised over [M, batch]. A model's
-sequences therefore depend only on its own configuration and generator, never on the chunk it is stacked in.
+zero-probability classes), a context law ("iid" or "distinct" slots, see `sample`) and a data seed. Per step,
+`draw` makes every model's normals and float64 uniforms in one counter-based call per stream (zipfind.rng: a pure
+function of the model's seed, the step and the index); everything after it (inverse-CDF class sampling, sampling
+without replacement, shuffles, token assembly) is vectorised over [M, batch]. A model's sequences therefore depend
+only on its own configuration, seed and step, never on the chunk it is stacked in.
 
 Sequence layout (T = 2N + 1 tokens of D content dims): x_1, l_1, ..., x_N, l_N, x_q. Items are
 x = (mu_k + eps * eta) / sqrt(1 + eps^2) with mu_k, eta ~ N(0, I/D); labels are fixed random vectors ~ N(0, I/D);
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng
 from ..config import Cell, ModelConfig, TaskConfig
 from ..law import ZipfLaw, bursty_layout, derive_seed, distinct, make_law, slots, without, zipf_probs
 from ..measures import copy_scores, head_scores
@@ -79,61 +80,46 @@ def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.
 
 @dataclass(frozen=True)
 class Draws:
-    """Standard-normal draws behind one batch; [M, b, ...]."""
+    """The random numbers behind one batch; [M, b, ...]."""
 
-    item: Tensor  # [M, b, N+1, D] within-class noise eta (times sqrt(D))
+    item: Tensor  # [M, b, N+1, D] within-class noise eta (times sqrt(D)), standard normal
     u: Tensor  # [M, b, 3N+4] float64 uniforms
     novel: Tensor | None  # [M, b, N, D] fresh class means (times sqrt(D)); None when no model needs them
     lab: Tensor | None  # [M, b, L] keys of a random label permutation for fresh classes
 
 
-def draw_sizes(N: int, D: int, L: int, novel: bool) -> list[int]:
-    return [(N + 1) * D, 3 * N + 4] + ([N * D, L] if novel else [])
+ITEM, UNIFORM, NOVEL, LABEL = range(4)
+"""The counter streams (zipfind.rng) of a step's draws."""
 
 
-def split_draws(z: Tensor, N: int, D: int, L: int, novel: bool) -> Draws:
-    """Cut a flat [M, b, n] normal buffer into its parts; uniforms via the normal CDF."""
-    M, b, _ = z.shape
-    parts = z.split(draw_sizes(N, D, L, novel), dim=-1)
-    u = torch.special.ndtr(parts[1].to(torch.float64))  # float64: the Zipf tail's inverse CDF needs it
-    return Draws(item=parts[0].reshape(M, b, N + 1, D), u=u,
-                 novel=parts[2].reshape(M, b, N, D) if novel else None,
-                 lab=parts[3] if novel else None)
+def make_draws(seeds: Tensor, step: int, b: int, N: int, D: int, L: int, novel: Sequence[bool]) -> Draws:
+    """Step `step`'s draws of every model, model m's from its seed seeds[m] only (zipfind.rng: one
+    counter-based call per stream for the whole stack). Fresh-class draws are made for the models with
+    novel[m] only (zeros elsewhere; None if no model needs them)."""
+    item = rng.normal(seeds, step, ITEM, (b, N + 1, D))
+    u = rng.uniform(seeds, step, UNIFORM, (b, 3 * N + 4))
+    if not any(novel):
+        return Draws(item=item, u=u, novel=None, lab=None)
+    idx = [m for m, x in enumerate(novel) if x]
+    part = seeds if len(idx) == len(novel) else seeds[idx]
+    fresh = rng.normal(part, step, NOVEL, (b, N, D))
+    lab = rng.uniform(part, step, LABEL, (b, L), torch.float32)
+    if len(idx) < len(novel):
+        at = torch.tensor(idx, device=seeds.device)
+        fresh = torch.zeros(len(novel), *fresh.shape[1:], device=seeds.device).index_copy_(0, at, fresh)
+        lab = torch.zeros(len(novel), *lab.shape[1:], device=seeds.device).index_copy_(0, at, lab)
+    return Draws(item=item, u=u, novel=fresh, lab=lab)
 
 
-def draw_buffer(table: TaskTable, b: int) -> Tensor:
-    """A reusable [M, b, n] buffer for `draw`."""
-    n = sum(draw_sizes(table.N, table.D, table.L, any(table.needs_novel)))
-    return torch.zeros(table.M, b, n, device=table.means.device)
-
-
-def draw(gens: Sequence[torch.Generator], table: TaskTable, out: Tensor) -> Draws:
-    """One batch of draws for every model, each from its own generator, into out [M, b, n] (see draw_buffer).
-
-    Each model fills its own contiguous [b, n_base] block, then its fresh-class block only if its p_novel > 0,
-    so its stream never depends on its chunk-mates (unused blocks stay zero).
-    """
-    N, D, L = table.N, table.D, table.L
-    novel = any(table.needs_novel)
-    n_base = sum(draw_sizes(N, D, L, False))
-    base, extra = out[..., :n_base], out[..., n_base:]  # views; base[m] is not contiguous when novel
-    for m, g in enumerate(gens):
-        if novel:
-            base[m].copy_(torch.randn(base.shape[1:], generator=g, device=out.device))
-            if table.needs_novel[m]:
-                extra[m].copy_(torch.randn(extra.shape[1:], generator=g, device=out.device))
-        else:
-            out[m].normal_(generator=g)
-    return split_draws(out, N, D, L, novel)
+def draw(seeds: Tensor, step: int, table: TaskTable, b: int) -> Draws:
+    """One training batch's draws for every model: seeds [M] int64 data seeds, on the table's device."""
+    return make_draws(seeds, step, b, table.N, table.D, table.L, table.needs_novel)
 
 
 def probe_draws(seed: int, n: int, table: TaskTable) -> Draws:
-    """One fixed probe set of draws shared by every model (CPU generator, so it is the same on any device)."""
-    N, D, L = table.N, table.D, table.L
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, sum(draw_sizes(N, D, L, True)), generator=g)  # [n, dims]
-    z = z.to(table.means.device).expand(table.M, n, -1)
-    return split_draws(z, N, D, L, True)
+    """One fixed probe set of draws shared by every model (the same on any device)."""
+    z = make_draws(torch.tensor([seed], device=table.means.device), 0, n, table.N, table.D, table.L, [True])
+    return Draws(*(x.expand(table.M, *x.shape[1:]) for x in (z.item, z.u, z.novel, z.lab)))
 
 
 @dataclass(frozen=True)
@@ -276,8 +262,8 @@ def make_probes(table: TaskTable, spec_seed: int, n: int) -> dict[str, Batch]:
     return {k: sample(table, probe_draws(derive_seed(spec_seed, "probe", k), n, table), k) for k in EVAL_KINDS}
 
 
-def train_batch(gens: Sequence[torch.Generator], table: TaskTable, buf: Tensor) -> Batch:
-    return sample(table, draw(gens, table, buf))
+def train_batch(seeds: Tensor, step: int, table: TaskTable, b: int) -> Batch:
+    return sample(table, draw(seeds, step, table, b))
 
 
 def batch_loss(params: Params, model: ModelConfig, batch: Batch) -> Tensor:
@@ -315,5 +301,5 @@ def view(batch: Batch, i: int) -> tuple[list[str], dict[int, list[int]]]:
 
 
 TASK = Task(name="classification", shape=lambda t: Shape(n_in=t.D, T=2 * t.N + 1, n_out=t.L),
-            make_table=make_table, draw_buffer=draw_buffer, train_batch=train_batch, probes=make_probes,
+            make_table=make_table, train_batch=train_batch, probes=make_probes,
             loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes, view=view)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import rng
 from ..config import Cell, ModelConfig, TaskConfig
 from ..english import english_words, spell
 from ..law import ZipfLaw, bursty_layout, derive_seed, make_law, slots, without, zipf_probs
@@ -158,22 +159,16 @@ def n_uniforms(N: int) -> int:
     return 2 + 5 * N
 
 
-def draw_buffer(table: TokenTable, b: int) -> Tensor:
-    return torch.zeros(table.M, b, n_uniforms(table.N), dtype=torch.float64, device=table.words.device)
+def draw(seeds: Tensor, step: int, table: TokenTable, b: int) -> Tensor:
+    """Step `step`'s uniforms of every model, [M, b, n] float64, model m's from its data seed seeds[m] only
+    (zipfind.rng: one counter-based call for the whole stack)."""
+    return rng.uniform(seeds, step, 0, (b, n_uniforms(table.N)))
 
 
-def draw(gens: Sequence[torch.Generator], out: Tensor) -> Tensor:
-    """Fill out [M, b, n] with uniforms, model m's from gens[m] only."""
-    for m, g in enumerate(gens):
-        out[m].uniform_(generator=g)
-    return out
-
-
-def probe_uniforms(seed: int, n: int, table: TokenTable) -> Tensor:
-    """One fixed probe set of uniforms shared by every model (CPU generator: the same on any device); [M, n, ·]."""
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, n_uniforms(table.N), generator=g, dtype=torch.float64)
-    return u.to(table.words.device).expand(table.M, n, -1)
+def probe_uniforms(seed: int, n: int, table: TokenTable, width: int | None = None) -> Tensor:
+    """One fixed probe set of uniforms shared by every model (the same on any device); [M, n, width]."""
+    u = rng.uniform(torch.tensor([seed], device=table.words.device), 0, 0, (n, width or n_uniforms(table.N)))
+    return u.expand(table.M, n, -1)
 
 
 def fresh_words(table: TokenTable, u_len: Tensor, u_code: Tensor) -> tuple[Tensor, Tensor]:
@@ -387,14 +382,13 @@ def make_probes(table: TokenTable, spec_seed: int, n: int) -> dict[str, Docs]:
     """The ic, iw, doc and rep probe sets (one fixed draw per kind from the spec seed)."""
     out = {k: sample(table, probe_uniforms(derive_seed(spec_seed, "probe", "tokens", k), n, table), k)
            for k in ("ic", "iw", "doc")}
-    g = torch.Generator().manual_seed(derive_seed(spec_seed, "probe", "tokens", "rep"))
-    u = torch.rand(n, (table.T - 1) // 2, generator=g, dtype=torch.float64)
-    out["rep"] = repeated_tokens(table, u.to(table.words.device).expand(table.M, n, -1))
+    u = probe_uniforms(derive_seed(spec_seed, "probe", "tokens", "rep"), n, table, (table.T - 1) // 2)
+    out["rep"] = repeated_tokens(table, u)
     return out
 
 
-def train_batch(gens: Sequence[torch.Generator], table: TokenTable, buf: Tensor) -> Docs:
-    return sample(table, draw(gens, buf))
+def train_batch(seeds: Tensor, step: int, table: TokenTable, b: int) -> Docs:
+    return sample(table, draw(seeds, step, table, b))
 
 
 def model_bytes(cell: Cell, model: ModelConfig) -> int:
@@ -421,5 +415,5 @@ def view(docs: Docs, i: int) -> tuple[list[str], dict[int, list[int]]]:
     return labels, {p: [q for q in range(1, p + 1) if tok[q - 1] == tok[p]] for p, s_ in enumerate(scored) if s_}
 
 
-TASK = Task(name="tokens", shape=shape, make_table=make_table, draw_buffer=draw_buffer, train_batch=train_batch,
+TASK = Task(name="tokens", shape=shape, make_table=make_table, train_batch=train_batch,
             probes=make_probes, loss=batch_loss, evaluate=evaluate, model_bytes=model_bytes, view=view)
