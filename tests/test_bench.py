@@ -48,7 +48,7 @@ def test_token_task_peers_follow_the_stacked_trajectory():
     cells = spec.expand()
     chunk = setup_chunk(cells, spec.model, spec.seed)
     loop = make_loop(cells, spec.model, spec.seed, chunk)
-    ens = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, chunk.buf.device)
+    ens = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, chunk.data_seeds.device)
     for step in range(1, 7):
         stacked = train_step(chunk, step)
         torch.testing.assert_close(stacked, torch.stack(loop.step()), rtol=1e-4, atol=1e-5)
@@ -65,7 +65,7 @@ def test_vmap_ensemble_follows_the_stacked_trajectory():
                        "train": {"batch": 16, "steps": 4, "eval_every": 2, "lr": 1e-2}})
     cells = spec.expand()
     chunk = setup_chunk(cells, spec.model, spec.seed)
-    ens = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, chunk.buf.device)
+    ens = make_vmap(make_loop(cells, spec.model, spec.seed, chunk), cells, spec.model, spec.seed, chunk.data_seeds.device)
     for step in range(1, 9):
         torch.testing.assert_close(train_step(chunk, step), ens.step(), rtol=1e-4, atol=1e-5)
 
@@ -113,6 +113,6 @@ def test_profile_splits_a_step_into_its_labelled_phases():
         step[0] += 1
         train_step(chunk, step[0])
 
-    shares = profile_phases(stacked, chunk.buf.device, n=3)
+    shares = profile_phases(stacked, chunk.data_seeds.device, n=3)
     assert set(shares) == {*PHASES, "other"}
     assert all(shares[ph] > 0 for ph in PHASES) and sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
