@@ -168,3 +168,22 @@ def test_blocked_passes_change_no_result():
     for k in whole.params:
         torch.testing.assert_close(whole.params[k], blocked.params[k], rtol=1e-5, atol=1e-6, equal_nan=True)
     assert torch.equal(whole.active, blocked.active) and not whole.active[3]  # the lr = 1e6 model diverged
+
+
+@pytest.mark.parametrize("kind", ["classification", "tokens"])
+def test_compiled_loss_step_equals_the_eager_step(kind):
+    """`train_step` with the task's loss under torch.compile (what `zipfind bench --compile` times) takes the
+    eager steps: losses and weights to 1e-5 over 4 steps."""
+    from zipfind.train import setup_chunk, train_step
+
+    task = {"kind": "tokens", "K": 64, "V": 6, "word_len": 3, "N": 6} if kind == "tokens" else {"K": 64}
+    spec = parse_spec({"name": "c", "task": task, "model": {"d_model": 16, "heads": 2},
+                       "train": {"batch": 8, "steps": 4, "eval_every": 2, "lr": 1e-2},
+                       "grid": {"alpha": [0.0, 1.0, 2.0]}})
+    cells = spec.expand()
+    eager, comp = (setup_chunk(cells, spec.model, spec.seed) for _ in range(2))
+    loss_fn = torch.compile(comp.task.loss)
+    for step in range(1, 5):
+        torch.testing.assert_close(train_step(comp, step, loss_fn), train_step(eager, step), rtol=1e-5, atol=1e-5)
+    for k in eager.params:
+        torch.testing.assert_close(comp.params[k], eager.params[k], rtol=1e-5, atol=1e-5)
