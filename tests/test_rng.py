@@ -92,3 +92,15 @@ def test_cpu_and_cuda_give_the_same_draws():
         assert torch.equal(f("cpu"), f("cuda").cpu())
     torch.testing.assert_close(rng.normal(SEEDS, 4, 1, (3000,)), rng.normal(SEEDS.cuda(), 4, 1, (3000,)).cpu(),
                                rtol=0, atol=4e-6)
+
+
+@pytest.mark.parametrize("word", [0, 0xFFFFFFFF])
+def test_extreme_words_stay_inside_the_open_interval(monkeypatch, word):
+    """All-zero and all-one words map to the grids' end points, exactly representable and strictly in (0, 1)."""
+    monkeypatch.setattr(rng, "philox", lambda c0, *a: (torch.full_like(c0 * a[-1], word),) * 4)
+    for dtype in (torch.float64, torch.float32):
+        u = rng.uniform(SEEDS, 1, 0, (8,), dtype, compiled=False)
+        assert ((u > 0) & (u < 1)).all()
+        edge = 2.0 ** (-53 if dtype == torch.float64 else -24)
+        assert torch.allclose(u.double(), torch.full_like(u.double(), edge if word == 0 else 1 - edge), rtol=0, atol=0)
+    assert torch.isfinite(rng.normal(SEEDS, 1, 0, (8,), compiled=False)).all()

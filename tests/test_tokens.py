@@ -299,14 +299,14 @@ def test_task_comparison_draws_a_panel_per_run_with_fitted_curves_and_english():
 
 def test_spec_refuses_lexicons_that_leave_no_fresh_word_or_exceed_exact_draws():
     """Every word length keeps a string outside the lexicon (else a "fresh" word could be a lexicon word), and
-    word codes stay within the 2^53 integers a float64 uniform indexes exactly (else fresh words are not uniform)."""
+    word codes stay within the 2^52 integers a float64 uniform indexes exactly (else fresh words are not uniform)."""
     with pytest.raises(SpecError) as e:
         parse_spec({"task": {**BASE, "V": 4, "word_len": 2, "word_len_max": 4, "K": 100}})
     assert e.value.problems == ["K: 100 is not allowed; the 16 strings of 2 letters could all be lexicon words, "
                                 "leaving no fresh word of that length; need K < 16 or a longer word_len"]
     with pytest.raises(SpecError) as e:
         parse_spec({"task": {**BASE, "V": 64, "word_len": 10, "K": 8}})
-    assert e.value.problems[0].startswith("word_len: 10 is not allowed; (V + 1)^length must stay <= 2^53")
+    assert e.value.problems[0].startswith("word_len: 10 is not allowed; (V + 1)^length must stay <= 2^52")
     table = _table([{"V": 4, "word_len": 2, "word_len_max": 4, "K": 15, "p_novel": 1.0}])
     lex = {tuple(w[w < 4].tolist()) for w in table.words[0, :15]}
     assert not lex & {w for ws in _words(table, _docs(table, 500), 0) for w in ws}

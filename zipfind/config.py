@@ -333,10 +333,10 @@ def _check_tokens(task: TaskConfig, bad) -> None:
     length_key = "word_len_max" if task.word_len_max else "word_len"
     if task.max_word_len > MAX_WORD_LEN:
         bad(length_key, task.max_word_len, f"words may have at most {MAX_WORD_LEN} letters")
-    elif task.V >= 1 and (task.V + 1) ** task.max_word_len > 2**53:
-        bad(length_key, task.max_word_len, f"(V + 1)^length must stay <= 2^53 (words are coded as integers that "
+    elif task.V >= 1 and (task.V + 1) ** task.max_word_len > 2**52:
+        bad(length_key, task.max_word_len, f"(V + 1)^length must stay <= 2^52 (words are coded as integers that "
                                            f"float64 uniforms index exactly); with V = {task.V} at most "
-                                           f"{int(53 / math.log2(task.V + 1))} letters")
+                                           f"{int(52 / math.log2(task.V + 1))} letters")
     if task.frequencies == "english" and task.lexicon != "english":
         bad("frequencies", task.frequencies, "English frequencies need lexicon = 'english'")
     if task.frequencies == "english" and task.alpha != 0:

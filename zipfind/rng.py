@@ -73,14 +73,14 @@ def _draw(kind: str, k0: Tensor, k1: Tensor, c: Tensor, nb: int) -> tuple[Tensor
     """Per lane of counter blocks 0..nb-1, [M, nb] each: four float32 uniforms ("u32") or normals ("normal"),
     or two float64 uniforms ("u64", from lanes 0-1 and 2-3).
 
-    float32 uniforms are the midpoints of a 2^23-point grid (one word each), float64 ones of a 2^53-point grid
-    (two words each): every value is exact, and 0 and 1 never occur. Normals are Box-Muller pairs of float32
+    float32 uniforms are the midpoints of a 2^23-point grid (one word each), float64 ones of a 2^52-point grid
+    (26 bits of each of two words): every value is exact, and 0 and 1 never occur. Normals are Box-Muller pairs of float32
     uniforms, so |z| <= 5.77 (the tail beyond it, probability 8e-9, is cut by the grid). Returning the lanes
     as separate outputs lets the compiler compute each block once.
     """
     w = philox(*_blocks(k0, k1, c, nb))
     if kind == "u64":
-        return tuple(((((hi >> 6) << 27) + (lo >> 5)).to(torch.float64) + 0.5) * 2.0**-53
+        return tuple(((((hi >> 6) << 26) + (lo >> 6)).to(torch.float64) + 0.5) * 2.0**-52
                      for hi, lo in (w[:2], w[2:]))
     u = [((x >> 9).to(torch.float32) + 0.5) * 2.0**-23 for x in w]
     if kind == "u32":
@@ -95,20 +95,28 @@ def _draw(kind: str, k0: Tensor, k1: Tensor, c: Tensor, nb: int) -> tuple[Tensor
 _draw_compiled = torch.compile(_draw, dynamic=True)
 """`_draw` fused by torch.compile (one C++ or Triton loop instead of ~250 passes over memory; compiled on first
 use, about 20 s per kind on a 2-core CPU, then cached on disk by torch)."""
-_EAGER: set[tuple[str, str]] = set()  # (kind, device type) where the compiled kernel failed
+_BUILT: set[tuple[str, str]] = set()  # (kind, device type) whose compiled kernel ran
+_EAGER: set[tuple[str, str]] = set()  # (kind, device type) whose compiled kernel could not be built
 
 
 def _generate(kind: str, seeds: Tensor, step: int, stream: int, n: int, compiled: bool) -> Tensor:
-    """The first n values of `_draw(kind)`'s lanes, lane-major, for each model: [M, n]."""
+    """The first n values of `_draw(kind)`'s lanes, lane-major (value l * nb + j is lane l of block j, so a
+    value's counter depends on n), for each model: [M, n]."""
     M, dev = seeds.shape[0], seeds.device
     nb = max(2, -(-n // (2 if kind == "u64" else 4)))  # at least 2: torch.compile specialises sizes 0 and 1
     k0, k1, c = seeds & _MASK, (seeds >> 32) & _MASK, _counter(dev, step, stream)
-    if compiled and (kind, dev.type) not in _EAGER:
-        try:  # M of at least 2 too, so one dynamic-shape graph serves every call
-            pad = max(0, 2 - M)
-            return torch.cat(_draw_compiled(kind, F.pad(k0, (0, pad)), F.pad(k1, (0, pad)), c, nb), 1)[:M, :n]
-        except Exception as e:  # no working compiler: torch raises several kinds
-            _EAGER.add((kind, dev.type))
+    key = (kind, dev.type)
+    if compiled and key not in _EAGER:
+        pad = max(0, 2 - M)  # M of at least 2 too, so one dynamic-shape graph serves every call
+        try:  # one fixed global state (no autograd, no autocast), so grad or autocast modes add no graphs
+            with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+                out = _draw_compiled(kind, F.pad(k0, (0, pad)), F.pad(k1, (0, pad)), c, nb)
+            _BUILT.add(key)
+            return torch.cat(out, 1)[:M, :n]
+        except Exception as e:  # no working compiler (torch raises several kinds); later failures are errors
+            if key in _BUILT:
+                raise
+            _EAGER.add(key)
             warnings.warn(f"rng: the compiled {kind} kernel is unavailable on {dev.type} ({type(e).__name__}); "
                           "using the eager one (the same integers and uniforms, normals to float32 rounding)")
     return torch.cat(_draw(kind, k0, k1, c, nb), 1)[:, :n]
@@ -116,10 +124,10 @@ def _generate(kind: str, seeds: Tensor, step: int, stream: int, n: int, compiled
 
 def uniform(seeds: Tensor, step: int, stream: int, shape: tuple[int, ...], dtype: torch.dtype = torch.float64,
             compiled: bool = True) -> Tensor:
-    """Uniforms in (0, 1) for every model, [M, *shape] (float64: 53-bit grid; float32: 23-bit grid; see _draw).
+    """Uniforms in (0, 1) for every model, [M, *shape] (float64: 52-bit grid; float32: 23-bit grid; see _draw).
 
-    Value j (row-major in shape) of model m depends only on (seeds[m], step, stream, j). `compiled=False`
-    forces the eager kernel (the same values)."""
+    Value j (row-major in shape) of model m depends only on (seeds[m], step, stream, j, prod(shape)): never on
+    the other models. `compiled=False` forces the eager kernel (the same values)."""
     kind = {torch.float64: "u64", torch.float32: "u32"}.get(dtype)
     if kind is None:
         raise ValueError(f"uniform: dtype {dtype} is not torch.float32 or torch.float64")

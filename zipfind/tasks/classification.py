@@ -103,11 +103,11 @@ def make_draws(seeds: Tensor, step: int, b: int, N: int, D: int, L: int, novel: 
     idx = [m for m, x in enumerate(novel) if x]
     part = seeds if len(idx) == len(novel) else seeds[idx]
     fresh = rng.normal(part, step, NOVEL, (b, N, D))
-    lab = rng.uniform(part, step, LABEL, (b, L), torch.float32)
+    lab = rng.uniform(part, step, LABEL, (b, L))  # float64: ties (which sort kernels order differently) ~never
     if len(idx) < len(novel):
         at = torch.tensor(idx, device=seeds.device)
         fresh = torch.zeros(len(novel), *fresh.shape[1:], device=seeds.device).index_copy_(0, at, fresh)
-        lab = torch.zeros(len(novel), *lab.shape[1:], device=seeds.device).index_copy_(0, at, lab)
+        lab = torch.zeros(len(novel), *lab.shape[1:], dtype=lab.dtype, device=seeds.device).index_copy_(0, at, lab)
     return Draws(item=item, u=u, novel=fresh, lab=lab)
 
 
