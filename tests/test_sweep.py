@@ -138,6 +138,25 @@ def test_force_starts_over_without_stale_results(tmp_path):
     assert run.spec.to_dict() == changed.to_dict()
 
 
+def test_a_run_of_another_data_stream_is_not_resumed(tmp_path):
+    """A run directory trained by zipfind < 0.4 (no data_stream in its manifest: one torch generator per model)
+    is refused rather than completed with other draws; --force starts it over under this stream."""
+    spec = parse_spec(dict(SPEC, grid={"alpha": [0.0, 1.0]}))
+    out = tmp_path / "run"
+    run_sweep(spec, out, device="cpu", max_models=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data_stream"] == "philox4x32-10"
+    del manifest["data_stream"]
+    manifest["chunks"][1]["status"] = "pending"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunError, match="zipfind < 0.4.*would mix streams"):
+        run_sweep(spec, out, device="cpu", max_models=1)
+    assert not json.loads((out / "manifest.json").read_text()).get("data_stream")  # nothing changed
+    summary = run_sweep(spec, out, device="cpu", max_models=1, force=True)
+    assert summary.ran_chunks == 2
+    assert json.loads((out / "manifest.json").read_text())["data_stream"] == "philox4x32-10"
+
+
 def test_old_run_directory_loads_and_resumes_under_its_own_law(tmp_path):
     """A spec.toml without the context key (made before it existed) reads as "distinct" and resumes as such:
     the resumed chunks equal a fresh "distinct" sweep's, not an "iid" one's."""

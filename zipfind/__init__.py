@@ -4,7 +4,7 @@
 `zipfind.theory` holds the analytic timing models.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from .store import load  # noqa: E402
 

@@ -25,6 +25,8 @@ _MASK = 0xFFFFFFFF
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # Philox4x32 multipliers
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85  # key schedule (Weyl) increments
 ROUNDS = 10
+DATA_STREAM = "philox4x32-10"
+"""The name of this data stream, recorded in every run's manifest (a run is never resumed under another)."""
 
 
 def _mulhilo(x: Tensor, m: int) -> tuple[Tensor, Tensor]:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .rng import DATA_STREAM
 from .config import RUN_ONLY_KEYS, Spec, dump_toml, parse_spec
 
 
@@ -282,20 +283,26 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
     """Create the run directory, or reopen it for resuming; returns the manifest.
 
     `meta` (device, torch version, ...) is recorded. Reopening keeps the stored chunk plan (results do not
-    depend on it) and refuses a changed spec unless `force`, which starts the run over: the old chunks, onsets
-    and fits are removed, so nothing derived from the other spec survives.
+    depend on it) and refuses a changed spec, or finished chunks of another data stream (zipfind.rng), unless
+    `force`, which starts the run over: the old chunks, onsets and fits are removed, so nothing derived from the
+    other spec or stream survives.
     """
     run_dir = Path(run_dir)
     spec_text = dump_toml(spec.to_dict())
     if (run_dir / "manifest.json").is_file() and (run_dir / "spec.toml").is_file():
         same = results_key(read_spec(run_dir)) == results_key(spec)
-        if same:  # an old run's spec gains its explicit context key; a changed resume_every is taken
+        manifest = read_manifest(run_dir) if same else {}
+        stream = manifest.get("data_stream", "one torch generator per model (zipfind < 0.4)")
+        if same and stream == DATA_STREAM:  # an old run's spec gains its explicit context key, etc.
             atomic_write(run_dir / "spec.toml", spec_text)
-            manifest = read_manifest(run_dir)
             manifest.update(meta, resumed=manifest.get("resumed", 0) + 1)
             write_json(manifest, run_dir / "manifest.json")
             return manifest
-        if not force:
+        if same and not force and any(c["status"] == "done" for c in manifest["chunks"]):
+            raise RunError(f"out: {str(run_dir)!r} was trained with data stream {stream!r}; this zipfind draws "
+                           f"{DATA_STREAM!r}, so resuming would mix streams; use another --out, or --force to "
+                           "discard it and start over")
+        if not same and not force:
             raise RunError(f"out: {str(run_dir)!r} holds a run of a different spec; use another --out, "
                            "or --force to discard it and start over")
         stale = [*(run_dir / "metrics").glob("chunk-*"), *(run_dir / "fits").glob("*"), run_dir / "onsets.parquet",
@@ -307,7 +314,8 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
                        "or --force to write into it")
     atomic_write(run_dir / "spec.toml", spec_text)
     manifest = {
-        "schema": SCHEMA, "spec_name": spec.name, "zipfind": __version__, "python": platform.python_version(),
+        "schema": SCHEMA, "spec_name": spec.name, "zipfind": __version__, "data_stream": DATA_STREAM,
+        "python": platform.python_version(),
         "platform": platform.platform(), **meta,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": 0, "n_cells": len(spec.expand()),
         "chunks": [{"chunk": i, "cells": c, "status": "pending"} for i, c in enumerate(chunks)],

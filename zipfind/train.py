@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.profiler import record_function
 
-from . import store
+from . import rng, store
 from .config import STACK_KEYS, Cell, ModelConfig
 from .law import derive_seed
 from .model import Params, init_params
@@ -168,7 +168,7 @@ def _fingerprint(cells: Sequence[Cell], model: ModelConfig, spec_seed: int, dev:
     """What a saved training state must match to be resumed: the cells' parameters, model, seed, device type and
     data stream (a state from zipfind < 0.4, whose streams were stateful generators, is not resumed)."""
     key = {"cells": [[c.index, c.params()] for c in cells], "model": asdict(model), "seed": spec_seed,
-           "device": dev.type, "data": "philox4x32-10"}
+           "device": dev.type, "data": rng.DATA_STREAM}
     return json.dumps(key, sort_keys=True)
 
 
