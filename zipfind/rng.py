@@ -1,4 +1,4 @@
-"""Counter-based random numbers: every model's draws are a pure function of (its seed, step, stream, index).
+"""Counter-based random numbers: a model's draws are a pure function of (its seed, step, stream, index, size).
 
 Philox4x32-10 (Salmon, Moraes, Dror & Shaw 2011, "Parallel random numbers: as easy as 1, 2, 3"), written in
 int64 tensor ops so that one call fills the draws of all M stacked models on any device: the key is a model's
@@ -76,9 +76,9 @@ def _draw(kind: str, k0: Tensor, k1: Tensor, c: Tensor, nb: int) -> tuple[Tensor
     or two float64 uniforms ("u64", from lanes 0-1 and 2-3).
 
     float32 uniforms are the midpoints of a 2^23-point grid (one word each), float64 ones of a 2^52-point grid
-    (26 bits of each of two words): every value is exact, and 0 and 1 never occur. Normals are Box-Muller pairs of float32
-    uniforms, so |z| <= 5.77 (the tail beyond it, probability 8e-9, is cut by the grid). Returning the lanes
-    as separate outputs lets the compiler compute each block once.
+    (26 bits of each of two words): every value is exact, and 0 and 1 never occur. Normals are Box-Muller pairs
+    of float32 uniforms, so |z| <= 5.77 (the tail beyond it, probability 8e-9, is cut by the grid). Returning
+    the lanes as separate outputs lets the compiler compute each block once.
     """
     w = philox(*_blocks(k0, k1, c, nb))
     if kind == "u64":

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .rng import DATA_STREAM
 from .config import RUN_ONLY_KEYS, Spec, dump_toml, parse_spec
+from .rng import DATA_STREAM
 
 
 class RunError(ValueError):

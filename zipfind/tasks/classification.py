@@ -117,9 +117,10 @@ def draw(seeds: Tensor, step: int, table: TaskTable, b: int) -> Draws:
 
 
 def probe_draws(seed: int, n: int, table: TaskTable) -> Draws:
-    """One fixed probe set of draws shared by every model (the same on any device)."""
-    z = make_draws(torch.tensor([seed], device=table.means.device), 0, n, table.N, table.D, table.L, [True])
-    return Draws(*(x.expand(table.M, *x.shape[1:]) for x in (z.item, z.u, z.novel, z.lab)))
+    """One fixed probe set of draws shared by every model (drawn on the CPU, so the same on any device)."""
+    z = make_draws(torch.tensor([seed]), 0, n, table.N, table.D, table.L, [True])
+    dev = table.means.device
+    return Draws(*(x.to(dev).expand(table.M, *x.shape[1:]) for x in (z.item, z.u, z.novel, z.lab)))
 
 
 @dataclass(frozen=True)
