@@ -32,7 +32,6 @@ import pandas as pd
 
 from . import __version__
 from .config import RUN_ONLY_KEYS, Spec, dump_toml, parse_spec
-from .rng import DATA_STREAM
 
 
 class RunError(ValueError):
@@ -287,6 +286,8 @@ def prepare_run(run_dir: Path, spec: Spec, chunks: list[list[int]], meta: dict[s
     `force`, which starts the run over: the old chunks, onsets and fits are removed, so nothing derived from the
     other spec or stream survives.
     """
+    from .rng import DATA_STREAM  # here, so that reading runs (and zipfind.theory) never imports torch
+
     run_dir = Path(run_dir)
     spec_text = dump_toml(spec.to_dict())
     if (run_dir / "manifest.json").is_file() and (run_dir / "spec.toml").is_file():

@@ -24,6 +24,7 @@ import torch
 from . import store
 from .config import Cell, ModelConfig, Spec
 from .onset import EstimatorName, onsets_table
+from .rng import DATA_STREAM
 from .tasks import get_task
 from .model import param_shapes
 from .train import checkpoint_steps, chunk_key, resolve_device, train_chunk
@@ -382,7 +383,7 @@ def repair(run_dir: str | Path, max_models: int = 64) -> dict[str, Any]:
         for group in plan_chunks(rest, spec.model, max_models):
             chunks.append({"chunk": len(chunks), "cells": group, "status": "pending"})
         manifest = {"schema": store.SCHEMA, "spec_name": spec.name, "zipfind": store.__version__,
-                    "data_stream": store.DATA_STREAM,  # the chunks that verify are taken as this zipfind's
+                    "data_stream": DATA_STREAM,  # the chunks that verify are taken as this zipfind's
                     "repaired": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": 0, "n_cells": len(cells),
                     "chunks": chunks}
         store.write_json(manifest, run_dir / "manifest.json")
