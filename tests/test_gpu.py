@@ -19,7 +19,8 @@ def _spec(cells):
 
 
 def test_training_step_never_synchronises_with_the_host():
-    spec = _spec([{"alpha": a, "B": b} for a in (0.0, 1.0, 2.0) for b in (1, 2, 4)])
+    spec = _spec([{"alpha": a, "B": b} for a in (0.0, 1.0, 2.0) for b in (1, 2, 4)]
+                 + [{"alpha": 0.5, "B": 2, "p_novel": 0.3}])  # fresh classes for some models only
     ch = setup_chunk(spec.expand(), spec.model, spec.seed, "cuda")
     train_step(ch, 1)  # warm-up outside the check
     torch.cuda.synchronize()

@@ -61,7 +61,12 @@ def bits(seeds: Tensor, step: int, stream: int, n: int) -> Tensor:
 
 
 def _counter(device: torch.device, step: int, stream: int) -> Tensor:
-    return torch.tensor([stream, step & _MASK, (step >> 32) & _MASK], dtype=torch.long, device=device)
+    """Counter words (stream, step lo, step hi) [3] made on the device by fills (a copy from the host would
+    synchronise a CUDA stream every step)."""
+    c = torch.empty(3, dtype=torch.long, device=device)
+    for i, v in enumerate((stream, step & _MASK, (step >> 32) & _MASK)):
+        c[i] = v
+    return c
 
 
 def _blocks(k0: Tensor, k1: Tensor, c: Tensor, nb: int) -> tuple[Tensor, ...]:

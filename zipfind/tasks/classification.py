@@ -48,7 +48,7 @@ class TaskTable:
     N: int
     L: int
     D: int
-    needs_novel: tuple[bool, ...]  # per model: p_novel > 0 (host-side, so sampling never syncs)
+    novel_models: Tensor | None  # [k] long: the models with p_novel > 0, on the device (None: no model)
 
     @property
     def M(self) -> int:
@@ -75,7 +75,13 @@ def make_table(tasks: Sequence[TaskConfig], seeds: Sequence[int], device: torch.
     law = make_law(zipf_probs(col("alpha", torch.float64), K, K_max), K, [t.context for t in tasks])
     return TaskTable(means=means.to(device), labels=labels.to(device), law=law, B=col("B", torch.long),
                      p_bursty=col("p_bursty"), p_novel=col("p_novel"), eps=col("eps"), N=N, L=L, D=D,
-                     needs_novel=tuple(t.p_novel > 0 for t in tasks))
+                     novel_models=_novel_models(tasks, device))
+
+
+def _novel_models(tasks: Sequence[TaskConfig], device: torch.device | str) -> Tensor | None:
+    """Indices [k] of the models that draw fresh classes (p_novel > 0), on the device; None if none does."""
+    idx = [m for m, t in enumerate(tasks) if t.p_novel > 0]
+    return torch.tensor(idx, dtype=torch.long, device=device) if idx else None
 
 
 @dataclass(frozen=True)
@@ -92,33 +98,32 @@ ITEM, UNIFORM, NOVEL, LABEL = range(4)
 """The counter streams (zipfind.rng) of a step's draws."""
 
 
-def make_draws(seeds: Tensor, step: int, b: int, N: int, D: int, L: int, novel: Sequence[bool]) -> Draws:
+def make_draws(seeds: Tensor, step: int, b: int, N: int, D: int, L: int, novel: Tensor | None) -> Draws:
     """Step `step`'s draws of every model, model m's from its seed seeds[m] only (zipfind.rng: one
-    counter-based call per stream for the whole stack). Fresh-class draws are made for the models with
-    novel[m] only (zeros elsewhere; None if no model needs them)."""
+    counter-based call per stream for the whole stack). Fresh-class draws are made for the models in `novel`
+    ([k] long indices on seeds' device) only: zeros elsewhere, None if `novel` is None. No host sync."""
     item = rng.normal(seeds, step, ITEM, (b, N + 1, D))
     u = rng.uniform(seeds, step, UNIFORM, (b, 3 * N + 4))
-    if not any(novel):
+    if novel is None:
         return Draws(item=item, u=u, novel=None, lab=None)
-    idx = [m for m, x in enumerate(novel) if x]
-    part = seeds if len(idx) == len(novel) else seeds[idx]
+    M, every = seeds.shape[0], novel.shape[0] == seeds.shape[0]
+    part = seeds if every else seeds.index_select(0, novel)
     fresh = rng.normal(part, step, NOVEL, (b, N, D))
     lab = rng.uniform(part, step, LABEL, (b, L))  # float64: ties (which sort kernels order differently) ~never
-    if len(idx) < len(novel):
-        at = torch.tensor(idx, device=seeds.device)
-        fresh = torch.zeros(len(novel), *fresh.shape[1:], device=seeds.device).index_copy_(0, at, fresh)
-        lab = torch.zeros(len(novel), *lab.shape[1:], dtype=lab.dtype, device=seeds.device).index_copy_(0, at, lab)
+    if not every:
+        fresh = fresh.new_zeros(M, *fresh.shape[1:]).index_copy_(0, novel, fresh)
+        lab = lab.new_zeros(M, *lab.shape[1:]).index_copy_(0, novel, lab)
     return Draws(item=item, u=u, novel=fresh, lab=lab)
 
 
 def draw(seeds: Tensor, step: int, table: TaskTable, b: int) -> Draws:
     """One training batch's draws for every model: seeds [M] int64 data seeds, on the table's device."""
-    return make_draws(seeds, step, b, table.N, table.D, table.L, table.needs_novel)
+    return make_draws(seeds, step, b, table.N, table.D, table.L, table.novel_models)
 
 
 def probe_draws(seed: int, n: int, table: TaskTable) -> Draws:
     """One fixed probe set of draws shared by every model (drawn on the CPU, so the same on any device)."""
-    z = make_draws(torch.tensor([seed]), 0, n, table.N, table.D, table.L, [True])
+    z = make_draws(torch.tensor([seed]), 0, n, table.N, table.D, table.L, torch.zeros(1, dtype=torch.long))
     dev = table.means.device
     return Draws(*(x.to(dev).expand(table.M, *x.shape[1:]) for x in (z.item, z.u, z.novel, z.lab)))
 
