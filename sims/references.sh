@@ -30,3 +30,4 @@ cp "$R/tokens_one_layer/onsets.parquet" "$S/tokens_one_layer_onsets.parquet"
 z sweep sims/tokens_english.toml --out "$R/tokens_english"
 cp "$R/tokens_english/onsets.parquet" "$S/tokens_english_onsets.parquet"
 z plot tasks "$R/quick" "$R/tokens_quick" "$R/tokens_english" -o "$S/tasks.png"
+python sims/reference_numbers.py "$R"  # the numbers the README and theory/ quote
