@@ -49,17 +49,6 @@ def philox(c0: Tensor, c1: Tensor, c2: Tensor, c3: Tensor, k0: Tensor, k1: Tenso
     return c0, c1, c2, c3
 
 
-def bits(seeds: Tensor, step: int, stream: int, n: int) -> Tensor:
-    """n random 32-bit words per model (eager): seeds [M] int64 (non-negative) -> [M, n] int64 in [0, 2^32).
-
-    Counter blocks 0..nb-1 (nb = max(2, ceil(n / 4))) of (step, stream) under the model's key; word l * nb + j
-    is lane l of block j (lane-major, the layout of every draw below).
-    """
-    nb = max(2, -(-n // 4))
-    w = philox(*_blocks(seeds & _MASK, (seeds >> 32) & _MASK, _counter(seeds.device, step, stream), nb))
-    return torch.cat(w, 1)[:, :n]
-
-
 def _counter(device: torch.device, step: int, stream: int) -> Tensor:
     """Counter words (stream, step lo, step hi) [3] made on the device by fills (a copy from the host would
     synchronise a CUDA stream every step)."""
@@ -69,29 +58,21 @@ def _counter(device: torch.device, step: int, stream: int) -> Tensor:
     return c
 
 
-def _blocks(k0: Tensor, k1: Tensor, c: Tensor, nb: int) -> tuple[Tensor, ...]:
-    """Philox inputs for counter blocks 0..nb-1 under keys (k0, k1) [M], counter words c = (stream, step lo,
-    step hi): c0 [1, nb], c1, c2, c3 scalars, k0, k1 [M, 1]."""
-    c0 = torch.arange(nb, dtype=torch.long, device=k0.device)[None, :]
-    return c0, c[0], c[1], c[2], k0[:, None], k1[:, None]
-
-
 def _draw(kind: str, k0: Tensor, k1: Tensor, c: Tensor, nb: int) -> tuple[Tensor, ...]:
-    """Per lane of counter blocks 0..nb-1, [M, nb] each: four float32 uniforms ("u32") or normals ("normal"),
-    or two float64 uniforms ("u64", from lanes 0-1 and 2-3).
+    """Per lane of counter blocks 0..nb-1, [M, nb] each: two float64 uniforms ("u64", from lanes 0-1 and 2-3)
+    or four float32 normals ("normal").
 
-    float32 uniforms are the midpoints of a 2^23-point grid (one word each), float64 ones of a 2^52-point grid
-    (26 bits of each of two words): every value is exact, and 0 and 1 never occur. Normals are Box-Muller pairs
-    of float32 uniforms, so |z| <= 5.77 (the tail beyond it, probability 8e-9, is cut by the grid). Returning
-    the lanes as separate outputs lets the compiler compute each block once.
+    Uniforms are the midpoints of a 2^52-point grid (26 bits of each of two words): every value is exact, and 0
+    and 1 never occur. Normals are Box-Muller pairs of float32 uniforms on a 2^23-point grid (one word each), so
+    |z| <= 5.77 (the tail beyond it, probability 8e-9, is cut by the grid). Returning the lanes as separate
+    outputs lets the compiler compute each block once.
     """
-    w = philox(*_blocks(k0, k1, c, nb))
+    c0 = torch.arange(nb, dtype=torch.long, device=k0.device)[None, :]  # [1, nb] block index
+    w = philox(c0, c[0], c[1], c[2], k0[:, None], k1[:, None])  # 4 x [M, nb]
     if kind == "u64":
         return tuple(((((hi >> 6) << 26) + (lo >> 6)).to(torch.float64) + 0.5) * 2.0**-52
                      for hi, lo in (w[:2], w[2:]))
     u = [((x >> 9).to(torch.float32) + 0.5) * 2.0**-23 for x in w]
-    if kind == "u32":
-        return tuple(u)
     out = []
     for a, b in (u[:2], u[2:]):
         r, theta = torch.sqrt(-2.0 * torch.log(a)), (2.0 * math.pi) * b
@@ -129,16 +110,12 @@ def _generate(kind: str, seeds: Tensor, step: int, stream: int, n: int, compiled
     return torch.cat(_draw(kind, k0, k1, c, nb), 1)[:, :n]
 
 
-def uniform(seeds: Tensor, step: int, stream: int, shape: tuple[int, ...], dtype: torch.dtype = torch.float64,
-            compiled: bool = True) -> Tensor:
-    """Uniforms in (0, 1) for every model, [M, *shape] (float64: 52-bit grid; float32: 23-bit grid; see _draw).
+def uniform(seeds: Tensor, step: int, stream: int, shape: tuple[int, ...], compiled: bool = True) -> Tensor:
+    """float64 uniforms in (0, 1) for every model, [M, *shape] (a 52-bit grid; see _draw).
 
     Value j (row-major in shape) of model m depends only on (seeds[m], step, stream, j, prod(shape)): never on
     the other models. `compiled=False` forces the eager kernel (the same values)."""
-    kind = {torch.float64: "u64", torch.float32: "u32"}.get(dtype)
-    if kind is None:
-        raise ValueError(f"uniform: dtype {dtype} is not torch.float32 or torch.float64")
-    return _generate(kind, seeds, step, stream, math.prod(shape), compiled).view(-1, *shape)
+    return _generate("u64", seeds, step, stream, math.prod(shape), compiled).view(-1, *shape)
 
 
 def normal(seeds: Tensor, step: int, stream: int, shape: tuple[int, ...], compiled: bool = True) -> Tensor:

@@ -166,9 +166,10 @@ def draw(seeds: Tensor, step: int, table: TokenTable, b: int) -> Tensor:
 
 
 def probe_uniforms(seed: int, n: int, table: TokenTable, width: int | None = None) -> Tensor:
-    """One fixed probe set of uniforms shared by every model (the same on any device); [M, n, width]."""
-    u = rng.uniform(torch.tensor([seed], device=table.words.device), 0, 0, (n, width or n_uniforms(table.N)))
-    return u.expand(table.M, n, -1)
+    """One fixed probe set of uniforms shared by every model (drawn on the CPU, so the same on any device);
+    [M, n, width]."""
+    u = rng.uniform(torch.tensor([seed]), 0, 0, (n, width or n_uniforms(table.N)))
+    return u.to(table.words.device).expand(table.M, n, -1)
 
 
 def fresh_words(table: TokenTable, u_len: Tensor, u_code: Tensor) -> tuple[Tensor, Tensor]:
